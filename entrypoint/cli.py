@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 # (psycopg, cryptography) inside functions so `run` stays cheap to start.
 COMMAND_MODULES: tuple[str, ...] = (
     "entrypoint.commands",
+    "entrypoint.certtool",
 )
 
 
