@@ -10,7 +10,7 @@ import jinja2
 import yaml
 
 from entrypoint import __version__
-from entrypoint.settings import Settings, client_sslmode
+from entrypoint.settings import Settings
 from entrypoint.stage import StagedPaths
 
 REDACTED = "<redacted>"
@@ -36,7 +36,7 @@ def client_tls_params(settings: Settings, paths: StagedPaths) -> dict:
     `sslrootcert` only where the mode verifies: libpq turns `require` into `verify-ca`
     when it finds a root certificate, and require must mean what it says.
     """
-    params = {"sslmode": client_sslmode(settings.mode)}
+    params = {"sslmode": settings.mode}
     if settings.verifies_ca and paths.ca:
         params["sslrootcert"] = paths.ca
     if settings.client_cert_auth and paths.client_cert:

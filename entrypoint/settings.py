@@ -340,19 +340,14 @@ def parse_settings(env: Mapping[str, str], facts: HostFacts = HostFacts()) -> Se
     )
 
 
-def client_sslmode(mode: str) -> str:
-    """The sslmode internal client links use: allow is kept as prefer so TLS is tried first."""
-    return "prefer" if mode == "allow" else mode
-
-
 def _check_patroni_agrees(bad: Collector, env: Mapping[str, str], mode: str, mtls: Optional[bool]) -> None:
     """Patroni's own variables override the YAML; refuse ones that would silently undo the TLS mode."""
     if mode not in MODES:
         return
     for role in ("SUPERUSER", "REPLICATION", "REWIND"):
         var = f"PATRONI_{role}_SSLMODE"
-        if env.get(var) and env[var] != client_sslmode(mode):
-            bad.add(var, f"says {env[var]!r} but PGSSLMODE={mode} needs sslmode={client_sslmode(mode)} on every internal link",
+        if env.get(var) and env[var] != mode:
+            bad.add(var, f"says {env[var]!r} but PGSSLMODE={mode} needs sslmode={mode} on every internal link",
                     f"unset {var}; PGSSLMODE sets the mode of every internal link")
     verify_client = env.get("PATRONI_RESTAPI_VERIFY_CLIENT")
     if verify_client and mtls and verify_client != "required":
