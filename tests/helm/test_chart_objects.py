@@ -1,0 +1,263 @@
+"""What the chart deploys, asserted on the parsed objects of each install case."""
+
+from __future__ import annotations
+
+import json
+
+from tests.helm.support import (CERT_DIR, Rendered, container, decode, env_of, group_numbers,
+                                mounted_files, selects, volume_named)
+
+SSL_ENV = ("PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PCK_CLIENT_CERT_AUTH", "PCK_TLS_MIN_VERSION")
+
+
+def _values(rendered: Rendered) -> dict:
+    return rendered.case.user_values()
+
+
+def _expected_groups(rendered: Rendered) -> list[int]:
+    workers = _values(rendered).get("workers", {}).get("groups", 2)
+    return list(range(workers + 1))
+
+
+def test_one_statefulset_per_group_under_the_headless_service(rendered: Rendered) -> None:
+    r = rendered.case.release
+    groups = _expected_groups(rendered)
+    assert group_numbers(rendered) == groups
+    assert sorted(rendered.names("StatefulSet")) == sorted(f"{r}-{g}" for g in groups)
+    for sts in rendered.statefulsets:
+        g = int(sts["metadata"]["labels"]["citus-group"])
+        assert sts["spec"]["serviceName"] == r
+        values = _values(rendered)
+        role = "coordinator" if g == 0 else "workers"
+        assert sts["spec"]["replicas"] == values.get(role, {}).get("replicas", 3 if g == 0 else 2)
+        labels = sts["spec"]["template"]["metadata"]["labels"]
+        assert labels["citus-group"] == str(g)
+        assert labels["citus-type"] == ("coordinator" if g == 0 else "worker")
+        assert selects(sts["spec"]["selector"]["matchLabels"], labels)
+        # Patroni adds the role label to pods; a selector with it would orphan pods.
+        assert "role" not in sts["spec"]["selector"]["matchLabels"]
+
+
+def test_headless_service_publishes_every_pod_even_before_it_is_ready(rendered: Rendered) -> None:
+    r = rendered.case.release
+    headless = rendered.get("Service", r)
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    for sts in rendered.statefulsets:
+        assert selects(headless["spec"]["selector"], sts["spec"]["template"]["metadata"]["labels"])
+    # Kept out of Patroni's label selector, so its Endpoints do not land in Patroni's watch.
+    assert "application" not in headless["metadata"]["labels"]
+
+
+def test_services_patronis_kubernetes_dcs_needs(rendered: Rendered) -> None:
+    r = rendered.case.release
+    for g in _expected_groups(rendered):
+        leader = rendered.get("Service", f"{r}-{g}")
+        # No selector: Patroni writes the Endpoints of the same name, with a port of the same name.
+        assert "selector" not in leader["spec"]
+        assert [p["name"] for p in leader["spec"]["ports"]] == ["postgresql"]
+        config = rendered.get("Service", f"{r}-{g}-config")
+        assert config["spec"]["clusterIP"] == "None" and "selector" not in config["spec"]
+        for svc in (leader, config):
+            assert svc["metadata"]["labels"]["citus-group"] == str(g)
+    sts_env = env_of(rendered.statefulsets[0])
+    ports = json.loads(sts_env["PATRONI_KUBERNETES_PORTS"]["value"])
+    assert ports == [{"name": "postgresql", "port": 5432}]
+
+
+def test_workers_service_selects_worker_primaries_only(rendered: Rendered) -> None:
+    r = rendered.case.release
+    if len(_expected_groups(rendered)) == 1:
+        assert f"{r}-workers" not in rendered.names("Service")
+        return
+    workers = rendered.get("Service", f"{r}-workers")
+    selector = workers["spec"]["selector"]
+    assert selector["role"] == "primary"  # the label value Patroni 4 gives the leader pod
+    for sts in rendered.statefulsets:
+        labels = dict(sts["spec"]["template"]["metadata"]["labels"], role="primary")
+        is_worker = labels["citus-group"] != "0"
+        assert selects(selector, labels) == is_worker
+        assert not selects(selector, dict(labels, role="replica"))
+
+
+def test_patroni_identity_and_dcs_environment(rendered: Rendered) -> None:
+    r, ns = rendered.case.release, rendered.case.namespace
+    domain = _values(rendered).get("clusterDomain", "cluster.local")
+    for sts in rendered.statefulsets:
+        env = env_of(sts)
+        g = sts["metadata"]["labels"]["citus-group"]
+        assert env["PATRONI_SCOPE"]["value"] == r
+        assert env["PATRONI_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+        assert env["PATRONI_CITUS_GROUP"]["value"] == g
+        assert env["PATRONI_CITUS_DATABASE"]["value"] == "citus"
+        assert env["PATRONI_KUBERNETES_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+        assert env["PATRONI_KUBERNETES_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+        assert env["PATRONI_KUBERNETES_USE_ENDPOINTS"]["value"] == "true"
+        assert env["PATRONI_KUBERNETES_BYPASS_API_SERVICE"]["value"] == "true"
+        assert env["PATRONI_POSTGRESQL_LISTEN"]["value"] == "0.0.0.0:5432"
+        assert env["PATRONI_RESTAPI_LISTEN"]["value"] == "0.0.0.0:8008"
+        assert env["PCK_HEADLESS_SERVICE"]["value"] == r
+        assert env["PCK_CLUSTER_DOMAIN"]["value"] == domain
+        # The entrypoint derives both connect addresses from the pod's stable name.
+        assert "PATRONI_POSTGRESQL_CONNECT_ADDRESS" not in env
+        assert "PATRONI_RESTAPI_CONNECT_ADDRESS" not in env
+        # The data directory is inside the persistent volume, one level down so initdb
+        # can create it with mode 0700.
+        mount = [m for m in container(sts)["volumeMounts"] if m["name"] == "pgdata"][0]["mountPath"]
+        assert env["PATRONI_POSTGRESQL_DATA_DIR"]["value"].startswith(mount + "/")
+        claim = sts["spec"]["volumeClaimTemplates"][0]
+        assert claim["metadata"]["name"] == "pgdata"
+        assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+
+
+def test_patroni_label_selector_sees_every_group(rendered: Rendered) -> None:
+    """Patroni lists members by PATRONI_KUBERNETES_LABELS plus its scope label and adds
+    citus-group only to what it writes; with citus-group in the selector the coordinator
+    would never see the workers it must register."""
+    r = rendered.case.release
+    for sts in rendered.statefulsets:
+        selector = json.loads(env_of(sts)["PATRONI_KUBERNETES_LABELS"]["value"])
+        assert selector == {"application": "patroni", "cluster-name": r}
+        for other in rendered.statefulsets:
+            assert selects(selector, other["spec"]["template"]["metadata"]["labels"])
+
+
+def test_credentials_come_from_the_secret(rendered: Rendered) -> None:
+    r = rendered.case.release
+    secret = rendered.get("Secret", f"{r}-credentials")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    for key in ("superuser-password", "replication-password", "restapi-password"):
+        assert len(decode(secret, key)) == 32
+    for sts in rendered.statefulsets:
+        env = env_of(sts)
+        assert env["PATRONI_SUPERUSER_USERNAME"]["value"] == "postgres"
+        assert env["PATRONI_REPLICATION_USERNAME"]["value"] == "replicator"
+        assert env["PATRONI_RESTAPI_USERNAME"]["value"] == "patroni"
+        for var, key in (("PATRONI_SUPERUSER_PASSWORD", "superuser-password"),
+                         ("PATRONI_REPLICATION_PASSWORD", "replication-password"),
+                         ("PATRONI_RESTAPI_PASSWORD", "restapi-password")):
+            assert env[var]["valueFrom"]["secretKeyRef"] == {"name": f"{r}-credentials", "key": key}
+
+
+def test_tls_secret_mounted_read_only_0600_with_the_seeds_paths(rendered: Rendered) -> None:
+    ssl = _values(rendered).get("ssl", {})
+    for sts in rendered.statefulsets:
+        env = env_of(sts)
+        mounts = {m["mountPath"]: m for m in container(sts)["volumeMounts"]}
+        if not ssl.get("enabled"):
+            assert CERT_DIR not in mounts
+            assert env["PGSSLMODE"]["value"] == ssl.get("mode", "prefer")
+            assert not set(SSL_ENV) & set(env)
+            continue
+        mount = mounts[CERT_DIR]
+        assert mount["readOnly"] is True
+        volume = volume_named(sts, mount["name"])["secret"]
+        assert volume["secretName"] == f"{rendered.case.release}-ssl-certs"
+        assert volume["defaultMode"] == 384 == 0o600
+        assert mounted_files(sts, CERT_DIR) == {"ca.crt", "server.crt", "server.key"}
+        assert {k: env[k]["value"] for k in ("PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY")} == {
+            "PGSSLMODE": ssl.get("mode", "verify-ca"),
+            "PGSSLROOTCERT": "/etc/ssl/certs/postgresql/ca.crt",
+            "PGSSLCERT": "/etc/ssl/certs/postgresql/server.crt",
+            "PGSSLKEY": "/etc/ssl/certs/postgresql/server.key",
+        }
+        assert env["PCK_CLIENT_CERT_AUTH"]["value"] == ("true" if ssl.get("clientAuth") else "false")
+        assert env["PCK_TLS_MIN_VERSION"]["value"] == ssl.get("minProtocolVersion", "TLSv1.2")
+        # fsGroup gives the postgres group read access to the 0600 files of the Secret.
+        assert sts["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 999
+
+
+def test_cert_manager_key_names_are_mapped_to_the_seeds_file_names(rendered_cases: dict[str, Rendered]) -> None:
+    rendered = rendered_cases["cert-manager"]
+    for sts in rendered.statefulsets:
+        volume = volume_named(sts, "ssl-certs")["secret"]
+        assert {i["key"]: i["path"] for i in volume["items"]} == {
+            "ca.crt": "ca.crt", "tls.crt": "server.crt", "tls.key": "server.key"}
+    seed = rendered_cases["seed"]
+    for sts in seed.statefulsets:
+        volume = volume_named(sts, "ssl-certs")["secret"]
+        assert {i["key"]: i["path"] for i in volume["items"]} == {
+            "ca.crt": "ca.crt", "server.crt": "server.crt", "server.key": "server.key"}
+
+
+def test_cert_manager_certificate_writes_the_mounted_secret(rendered_cases: dict[str, Rendered]) -> None:
+    rendered = rendered_cases["cert-manager"]
+    (cert,) = rendered.of_kind("Certificate")
+    spec = cert["spec"]
+    assert cert["apiVersion"] == "cert-manager.io/v1"
+    assert spec["secretName"] == "orders-ssl-certs"
+    assert spec["issuerRef"] == {"name": "internal-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    assert "*.orders.prod.svc.cluster.local" in spec["dnsNames"]
+    assert {"orders-0", "orders-0.prod.svc", "orders-workers.prod.svc.cluster.local"} <= set(spec["dnsNames"])
+    assert spec["ipAddresses"] == ["127.0.0.1", "::1"]
+    # Members present this certificate as clients under mutual TLS.
+    assert {"server auth", "client auth"} <= set(spec["usages"])
+    for other in ("defaults", "seed", "verify-full-mtls"):
+        assert not rendered_cases[other].of_kind("Certificate")
+
+
+def test_exec_probes_work_with_https_and_client_certificates(rendered: Rendered) -> None:
+    for sts in rendered.statefulsets:
+        c = container(sts)
+        assert c["readinessProbe"]["exec"]["command"] == ["patroni-citus-k8s", "probe", "readiness"]
+        assert c["livenessProbe"]["exec"]["command"] == ["patroni-citus-k8s", "probe", "liveness"]
+        for probe in (c["readinessProbe"], c["livenessProbe"]):
+            assert "httpGet" not in probe
+            assert probe["timeoutSeconds"] >= 2  # the command starts Python and makes one TLS call
+
+
+def test_pods_run_non_root_without_privileges(rendered: Rendered) -> None:
+    for sts in rendered.statefulsets:
+        pod = sts["spec"]["template"]["spec"]["securityContext"]
+        assert pod["runAsNonRoot"] is True
+        assert (pod["runAsUser"], pod["runAsGroup"], pod["fsGroup"]) == (999, 999, 999)
+        c = container(sts)["securityContext"]
+        assert c["allowPrivilegeEscalation"] is False
+        assert c["capabilities"]["drop"] == ["ALL"]
+        assert "privileged" not in c or c["privileged"] is False
+        # The entrypoint's runtime directory holds staged private keys: memory-backed.
+        runtime = [m for m in container(sts)["volumeMounts"] if m["mountPath"] == "/run/patroni-citus-k8s"]
+        assert runtime and volume_named(sts, runtime[0]["name"])["emptyDir"]["medium"] == "Memory"
+
+
+def test_members_of_a_group_spread_over_nodes_and_survive_drains(rendered: Rendered) -> None:
+    r = rendered.case.release
+    for sts in rendered.statefulsets:
+        g = sts["metadata"]["labels"]["citus-group"]
+        term = sts["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
+        assert term["labelSelector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
+        pdb = rendered.get("PodDisruptionBudget", f"{r}-{g}")
+        assert pdb["spec"]["selector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
+        assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def test_rbac_grants_what_patroni_uses_and_nothing_more(rendered: Rendered) -> None:
+    r, ns = rendered.case.release, rendered.case.namespace
+    role = rendered.get("Role", r)
+    rules = {res: set(rule["verbs"]) for rule in role["rules"] for res in rule["resources"]}
+    assert rules == {
+        "endpoints": {"get", "list", "watch", "create", "patch", "update"},
+        "pods": {"get", "list", "watch", "patch", "update"},
+    }
+    assert all(rule["apiGroups"] == [""] for rule in role["rules"])
+    binding = rendered.get("RoleBinding", r)
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": r}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": r, "namespace": ns}]
+    for sts in rendered.statefulsets:
+        assert sts["spec"]["template"]["spec"]["serviceAccountName"] == r
+    # bypass_api_service: get on the one `kubernetes` Endpoints in `default`, nothing else.
+    api_role = [o for o in rendered.of_kind("Role") if o["metadata"].get("namespace") == "default"]
+    assert len(api_role) == 1
+    assert api_role[0]["rules"] == [{"apiGroups": [""], "resources": ["endpoints"],
+                                     "resourceNames": ["kubernetes"], "verbs": ["get"]}]
+    assert not rendered.of_kind("ClusterRole") and not rendered.of_kind("ClusterRoleBinding")
+
+
+def test_notes_print_the_seeds_verification_commands_for_this_release(rendered: Rendered) -> None:
+    r, ns = rendered.case.release, rendered.case.namespace
+    assert f"kubectl exec -it {r}-0-0 -n {ns} -- patronictl list" in rendered.notes
+    if _values(rendered).get("ssl", {}).get("enabled"):
+        assert f"kubectl exec -it {r}-0-0 -n {ns} -- env | grep PGSSL" in rendered.notes
+        assert "PGSSLROOTCERT=/etc/ssl/certs/postgresql/ca.crt" in rendered.notes
