@@ -148,7 +148,7 @@ def parse_address(value: str) -> Optional[Address]:
         host, sep, port_text = value.rpartition(":")
         if not sep:
             return None
-    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not host or not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         return None
     return Address(host, int(port_text))
 
