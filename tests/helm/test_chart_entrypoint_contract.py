@@ -1,0 +1,91 @@
+"""The chart and the image agree: the entrypoint accepts every pod's environment, derives
+the pod's stable name as its connect address, and the certificate tool's SANs cover it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helm.support import CERT_DIR, Rendered, group_numbers, mounted_files, pod_environment
+
+settings_module = pytest.importorskip("entrypoint.settings", reason="the entrypoint's settings module has not landed")
+certgen = pytest.importorskip("entrypoint.certgen", reason="the certificate tool (entrypoint/certgen.py) has not landed")
+if not hasattr(certgen, "server_names") or not hasattr(certgen, "ClusterNames"):
+    pytest.skip("entrypoint.certgen has no server_names(ClusterNames) yet", allow_module_level=True)
+
+
+def _domain(rendered: Rendered) -> str:
+    return rendered.case.user_values().get("clusterDomain", "cluster.local")
+
+
+def _ssl(rendered: Rendered) -> dict:
+    return rendered.case.user_values().get("ssl", {})
+
+
+def _settings_for(rendered: Rendered, sts: dict, ordinal: int):
+    env = pod_environment(sts, ordinal, rendered.case.namespace)
+    facts = settings_module.HostFacts(cert_dir_entries=mounted_files(sts, CERT_DIR), euid=999)
+    return settings_module.parse_settings(env, facts)
+
+
+def covered(name: str, sans: list[str]) -> bool:
+    """True when a certificate with `sans` passes a verify-full host name check for `name`:
+    an exact match, or a wildcard standing for exactly the whole left-most label."""
+    for san in sans:
+        if san == name:
+            return True
+        if san.startswith("*.") and "." in name:
+            first, rest = name.split(".", 1)
+            if first and rest == san[2:]:
+                return True
+    return False
+
+
+@pytest.mark.parametrize("ordinal", [0, 1])
+def test_entrypoint_accepts_every_pods_environment(rendered: Rendered, ordinal: int) -> None:
+    r, ns = rendered.case.release, rendered.case.namespace
+    ssl = _ssl(rendered)
+    for sts in rendered.statefulsets:
+        settings = _settings_for(rendered, sts, ordinal)  # raises InputError listing any problem
+        pod = f"{sts['metadata']['name']}-{ordinal}"
+        stable_name = f"{pod}.{r}.{ns}.svc.{_domain(rendered)}"
+        assert settings.connect_derived
+        assert (settings.connect.host, settings.connect.port) == (stable_name, 5432)
+        assert (settings.restapi_connect.host, settings.restapi_connect.port) == (stable_name, 8008)
+        assert settings.scope == r and settings.name == pod and settings.namespace == ns
+        assert settings.citus_group == int(sts["metadata"]["labels"]["citus-group"])
+        assert settings.citus_database == "citus"
+        assert settings.mode == ssl.get("mode", "verify-ca" if ssl.get("enabled") else "prefer")
+        assert settings.cert_present == bool(ssl.get("enabled"))
+        assert settings.client_cert_auth == bool(ssl.get("clientAuth"))
+        if ssl.get("enabled"):
+            assert (settings.ca_file, settings.cert_file, settings.key_file) == (
+                f"{CERT_DIR}/ca.crt", f"{CERT_DIR}/server.crt", f"{CERT_DIR}/server.key")
+            assert settings.tls_min_version == ssl.get("minProtocolVersion", "TLSv1.2")
+
+
+def test_certificate_tool_sans_cover_every_name_peers_use(rendered: Rendered) -> None:
+    r, ns, domain = rendered.case.release, rendered.case.namespace, _domain(rendered)
+    groups = group_numbers(rendered)
+    sans = certgen.server_names(certgen.ClusterNames(cluster=r, namespace=ns, domain=domain, groups=len(groups)))
+    for sts in rendered.statefulsets:
+        for ordinal in range(sts["spec"]["replicas"]):
+            settings = _settings_for(rendered, sts, ordinal)
+            assert covered(settings.connect.host, sans), (settings.connect.host, sans)
+            assert covered(settings.restapi_connect.host, sans)
+    # And every Service the chart creates, in the forms a client in the cluster may use.
+    for svc in rendered.of_kind("Service"):
+        name = svc["metadata"]["name"]
+        if name.endswith("-config"):
+            continue  # holds Patroni's configuration; nobody connects to it
+        for form in (name, f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.{domain}"):
+            assert covered(form, sans), form
+    assert not covered(f"{r}-0-0.{r}.other-namespace.svc.{domain}", sans)
+
+
+def test_cert_manager_certificate_asks_for_the_certificate_tools_names(rendered_cases: dict[str, Rendered]) -> None:
+    rendered = rendered_cases["cert-manager"]
+    (cert,) = rendered.of_kind("Certificate")
+    names = certgen.ClusterNames(cluster=rendered.case.release, namespace=rendered.case.namespace,
+                                 domain=_domain(rendered), groups=len(group_numbers(rendered)))
+    spec = cert["spec"]
+    assert spec["dnsNames"] + spec["ipAddresses"] == certgen.server_names(names)
