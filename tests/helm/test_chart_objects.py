@@ -263,3 +263,14 @@ def test_notes_print_the_seeds_verification_commands_for_this_release(rendered: 
     if _values(rendered).get("ssl", {}).get("enabled"):
         assert f"kubectl exec -it {r}-0-0 -n {ns} -- env | grep PGSSL" in rendered.notes
         assert "PGSSLROOTCERT=/etc/ssl/certs/postgresql/ca.crt" in rendered.notes
+
+
+def test_image_is_the_entrypoint_image_started_by_its_own_pid_1(rendered: Rendered) -> None:
+    tag = str(_values(rendered).get("image", {}).get("tag", "latest"))
+    for sts in rendered.statefulsets:
+        c = container(sts)
+        assert c["image"] == f"patroni-citus-k8s:{tag}"
+        assert c["imagePullPolicy"] == "IfNotPresent"
+        # The image's ENTRYPOINT/CMD is `patroni-citus-k8s run`; overriding it would skip it.
+        assert "command" not in c and "args" not in c
+        assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"postgresql": 5432, "patroni": 8008}
