@@ -319,8 +319,12 @@ class LocalCluster:
         if self.client_cert_auth:
             params.update({"sslcert": os.path.join(member.runtime_dir, "tls", "server.crt"),
                            "sslkey": os.path.join(member.runtime_dir, "tls", "server.key")})
-        params.update({k: str(v) for k, v in overrides.items()})
-        return " ".join(f"{k}={_quote(v)}" for k, v in params.items() if v is not None)
+        for key, value in overrides.items():
+            if value is None:
+                params.pop(key, None)  # None means "leave it to libpq's default"
+            else:
+                params[key] = str(value)
+        return " ".join(f"{k}={_quote(v)}" for k, v in params.items())
 
     def write_client_ca(self) -> str:
         path = os.path.join(self.workdir, "ca.crt")
