@@ -3,6 +3,8 @@ the pod's stable name as its connect address, and the certificate tool's SANs co
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.helm.support import CERT_DIR, Rendered, group_numbers, mounted_files, pod_environment
@@ -89,3 +91,36 @@ def test_cert_manager_certificate_asks_for_the_certificate_tools_names(rendered_
                                  domain=_domain(rendered), groups=len(group_numbers(rendered)))
     spec = cert["spec"]
     assert spec["dnsNames"] + spec["ipAddresses"] == certgen.server_names(names)
+
+
+def test_patroni_reads_the_pod_environment_as_the_chart_means_it(rendered: Rendered, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Patroni parses its own PATRONI_* variables (JSON labels, a YAML list of ports,
+    booleans, the Citus group as a number); the entrypoint passes them through."""
+    patroni_config = pytest.importorskip("patroni.config", reason="Patroni is not installed")
+    r, ns = rendered.case.release, rendered.case.namespace
+    for sts in rendered.statefulsets:
+        env = pod_environment(sts, 0, ns)
+        for name in [n for n in os.environ if n.startswith("PATRONI_")]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        config = patroni_config.Config._build_environment_configuration()
+        g = int(sts["metadata"]["labels"]["citus-group"])
+        assert config["scope"] == r and config["name"] == f"{sts['metadata']['name']}-0"
+        assert config["citus"] == {"group": g, "database": "citus"}
+        assert config["kubernetes"] == {
+            "namespace": ns,
+            "pod_ip": "10.244.1.7",
+            "labels": {"application": "patroni", "cluster-name": r},
+            "use_endpoints": True,
+            "bypass_api_service": True,
+            "ports": [{"name": "postgresql", "port": 5432}],
+        }
+        assert config["restapi"]["listen"] == "0.0.0.0:8008"
+        assert config["restapi"]["authentication"] == {"username": "patroni", "password": "s3cret"}
+        assert config["postgresql"]["listen"] == "0.0.0.0:5432"
+        assert config["postgresql"]["authentication"] == {
+            "superuser": {"username": "postgres", "password": "s3cret"},
+            "replication": {"username": "replicator", "password": "s3cret"},
+        }
+        assert "connect_address" not in config["postgresql"] and "connect_address" not in config["restapi"]
