@@ -1,0 +1,62 @@
+"""`check` and `run`, as root with a root-owned Secret mount, refuse bad TLS input before anything starts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tests.support.cluster import ENTRYPOINT, LocalCluster, TestCA
+
+
+@pytest.fixture
+def member_env(tmp_path):
+    cluster = LocalCluster(mode="verify-full", members=1, scope="refuse", base_ip=91, workdir=str(tmp_path))
+    member = cluster.members[0]
+    env = cluster.member_env(member)
+    env["PATRONI_ETCD3_HOSTS"] = "127.0.0.1:9"  # nothing may be contacted
+    return cluster, member, env
+
+
+def _run(args, env):
+    return subprocess.run([ENTRYPOINT, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def _assert_nothing_started(member):
+    assert not os.path.exists(member.data_dir)
+    assert not os.path.exists(member.config_file)
+    assert not os.path.exists(os.path.join(member.runtime_dir, "tls"))
+
+
+@pytest.mark.parametrize("command", [["check"], ["run"]])
+def test_certificate_without_the_members_name_is_refused(member_env, command):
+    cluster, member, env = member_env
+    member.pair = cluster.ca.issue("127.0.0.250", "elsewhere.example", cn="wrong")
+    cluster.write_cert_dir(member)
+    result = _run(command, env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    out = result.stdout + result.stderr
+    assert f"does not cover '{member.host}'" in out
+    assert "PATRONI_POSTGRESQL_CONNECT_ADDRESS" in out and "fix:" in out
+    _assert_nothing_started(member)
+
+
+def test_certificate_from_another_ca_is_refused_by_run(member_env):
+    cluster, member, env = member_env
+    member.pair = TestCA("rogue CA").issue(member.host)
+    cluster.write_cert_dir(member)
+    result = _run(["run"], env)
+    assert result.returncode == 2
+    assert "was not signed by any CA" in result.stderr
+    _assert_nothing_started(member)
+
+
+def test_check_passes_and_reports_for_a_good_member(member_env):
+    cluster, member, env = member_env
+    cluster.write_cert_dir(member)
+    result = _run(["check"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"covers {member.host}: yes" in result.stdout
+    assert "would start" in result.stdout
+    _assert_nothing_started(member)
