@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from entrypoint.settings import HostFacts, parse_settings
-from entrypoint.tls import check_material
+from entrypoint.tls import check_material, files_to_read
 from tests.support.pki import NOW, Pair, TestCA
 
 CERT_DIR = "/certs"
@@ -58,7 +59,10 @@ def encrypt_key(pair: Pair, password: bytes, fmt=serialization.PrivateFormat.PKC
 
 
 def check(settings, files: dict, now: dt.datetime = NOW):
-    return check_material(settings, files, now)
+    """check_material over what `read_files` would give: only the files the settings ask for, absent ones as ENOENT."""
+    read = {path: files.get(path, FileNotFoundError(errno.ENOENT, "No such file or directory", path))
+            for path in files_to_read(settings)}
+    return check_material(settings, read, now)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 
 import pytest
@@ -26,9 +25,7 @@ REWIND = {"PATRONI_REWIND_USERNAME": "rewinder", "PATRONI_REWIND_PASSWORD": "rw-
 def pipeline(node_files: dict, mode: str, names: tuple = SEED_NAMES, **changes):
     """Settings and staged paths the way `render` gets them, from in-memory certificates."""
     settings = parse_settings(env_with(**{**REWIND, "PGSSLMODE": mode, **changes}), facts(names))
-    files = {path: node_files.get(path, FileNotFoundError(errno.ENOENT, "No such file", path))
-             for path in ("/certs/ca.crt", "/certs/server.crt", "/certs/server.key")} if names else {}
-    material = check(settings, {**node_files, **files} if names else files)
+    material = check(settings, node_files if names else {})
     return settings, plan_paths(settings, material)
 
 
