@@ -72,10 +72,16 @@ def _chain_pem(chain: tuple) -> bytes:
 
 
 def ensure_dir(path: str, uid: int, gid: int, mode: int = DIR_MODE) -> None:
-    """Create `path` (and parents) if needed and make it owned by uid:gid with `mode`."""
+    """Create `path` (and parents) if needed and make it owned by uid:gid with `mode`.
+
+    A directory someone else owns but we may write to (a volume mounted there, say an
+    emptyDir) is used as it is: only its owner or root could change its mode.
+    """
     os.makedirs(path, mode=mode, exist_ok=True)
     if os.geteuid() == 0:
         os.chown(path, uid, gid)
+    elif os.stat(path).st_uid != os.geteuid() and os.access(path, os.W_OK | os.X_OK):
+        return
     os.chmod(path, mode)
 
 
