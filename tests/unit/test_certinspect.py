@@ -1,0 +1,117 @@
+"""`certs inspect`: what it reports for good material and which problems make it exit 2."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from entrypoint import certgen, certinspect
+from entrypoint.certgen import GenerateRequest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NOW = dt.datetime.now(dt.timezone.utc)
+POD = "citusdemo-2-0.citusdemo.default.svc.cluster.local"
+
+
+@pytest.fixture(scope="module")
+def material() -> dict:
+    files = {f.name: f.content for f in certgen.build_outputs(GenerateRequest(clients=("app",)), NOW)}
+    other = {f.name: f.content for f in certgen.build_outputs(GenerateRequest(), NOW)}
+    files["other-ca.crt"], files["other-server.key"] = other["ca.crt"], other["server.key"]
+    return files
+
+
+def _inspect(material, names, **kwargs) -> certinspect.Report:
+    return certinspect.inspect_material({n: material[n] for n in names}, **kwargs)
+
+
+def test_good_set_reports_names_dates_keys_chain_and_hosts(material):
+    report = _inspect(material, ["ca.crt", "server.crt", "server.key"], ca_pem=material["ca.crt"],
+                      ca_label="ca.crt", hosts=["localhost", "127.0.0.1", POD])
+    assert report.problems == [] and report.warnings == []
+    server = next(c for c in report.certificates if c.label == "server.crt")
+    assert server.key == "server.key" and server.chains_to_ca is True
+    assert server.hosts == {"localhost": True, "127.0.0.1": True, POD: True}
+    assert server.key_type == "ecdsa-p256" and 1093 <= server.days_left <= 1095
+    assert "127.0.0.1" in server.ip_addresses and "*.citusdemo.default.svc.cluster.local" in server.dns_names
+    assert server.extended_key_usage == ["serverAuth", "clientAuth"]
+    assert [k.matches for k in report.keys] == [["server.crt"]]
+    ca = next(c for c in report.certificates if c.label == "ca.crt")
+    assert ca.is_ca and ca.hosts == {}  # host names concern server certificates
+
+
+@pytest.mark.parametrize("names,kwargs,needle", [
+    (["server.crt"], {"hosts": ["db.example.com"]}, "does not cover host 'db.example.com'"),
+    (["server.crt"], {"hosts": [f"a.{POD}"]}, "does not cover host"),
+    (["server.crt"], {"ca_pem": "other-ca.crt", "ca_label": "other-ca.crt"}, "does not chain to --ca other-ca.crt"),
+    (["server.crt", "other-server.key"], {}, "other-server.key: matches none of the certificates"),
+])
+def test_failed_checks_are_problems_naming_the_file(material, names, kwargs, needle):
+    if "ca_pem" in kwargs:
+        kwargs = {**kwargs, "ca_pem": material[kwargs["ca_pem"]]}
+    report = _inspect(material, names, **kwargs)
+    assert any(needle in p for p in report.problems), report.problems
+
+
+def test_client_certificates_are_not_held_to_host_names(material):
+    report = _inspect(material, ["client-app.crt", "server.crt"], hosts=["localhost"])
+    assert report.problems == []
+    client = next(c for c in report.certificates if c.label == "client-app.crt")
+    assert client.hosts == {} and client.extended_key_usage == ["clientAuth"]
+
+
+def test_expired_and_expiring_certificates(material):
+    ca_cert, ca_key = certgen.load_ca(material["ca.crt"], material["ca.key"])
+    key = certgen.new_private_key("ecdsa-p256")
+    old = certgen.issue_server_cert(ca_cert, ca_key, key, ["localhost"], "old", 10, NOW - dt.timedelta(days=20))
+    soon = certgen.issue_server_cert(ca_cert, ca_key, key, ["localhost"], "soon", 10, NOW)
+    report = certinspect.inspect_material({"old.crt": certgen.cert_pem(old), "soon.crt": certgen.cert_pem(soon)})
+    assert len(report.problems) == 1 and "old.crt: expired" in report.problems[0]
+    assert len(report.warnings) == 1 and "soon.crt: expires in" in report.warnings[0]
+
+
+def test_garbage_and_empty_files_are_problems():
+    report = certinspect.inspect_material({"notes.txt": b"hello", "broken.crt":
+                                           b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"})
+    assert any(p.startswith("notes.txt: no PEM certificate") for p in report.problems)
+    assert any(p.startswith("broken.crt: a certificate block cannot be parsed") for p in report.problems)
+
+
+def test_bundle_labels_each_certificate(material):
+    report = certinspect.inspect_material({"bundle.pem": material["server.crt"] + material["ca.crt"]},
+                                          ca_pem=material["ca.crt"], ca_label="ca.crt")
+    assert [c.label for c in report.certificates] == ["bundle.pem[0]", "bundle.pem[1]"]
+    assert report.problems == []
+
+
+def _run(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "entrypoint", "certs", "inspect", *args], cwd=cwd,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": REPO}, capture_output=True, text=True)
+
+
+def test_command_json_and_exit_status(tmp_path, material):
+    for name in ("ca.crt", "server.crt", "server.key", "other-ca.crt"):
+        (tmp_path / name).write_bytes(material[name])
+    ok = _run("server.crt", "server.key", "--ca", "ca.crt", "--host", "localhost", "--json", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    data = json.loads(ok.stdout)
+    assert data["ok"] is True and data["certificates"][0]["hosts"] == {"localhost": True}
+    assert data["keys"][0]["matches"] == ["server.crt"]
+    bad = _run("server.crt", "--ca", "other-ca.crt", "--host", "db.example.com", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "does not chain" in bad.stderr and "db.example.com" in bad.stderr and "NOT covered" in bad.stdout
+    missing = _run("nope.crt", cwd=tmp_path)
+    assert missing.returncode == 2 and "cannot read PATH nope.crt" in missing.stderr
+
+
+def test_command_reads_a_directory(tmp_path, material):
+    for name in ("ca.crt", "server.crt", "server.key"):
+        (tmp_path / name).write_bytes(material[name])
+    result = _run(".", "--ca", "ca.crt", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "./server.crt: certificate" in result.stdout and "./server.key: private key ecdsa-p256" in result.stdout
