@@ -19,8 +19,6 @@ import yaml
 from tests.container import harness
 from tests.container.harness import Cluster, run
 
-pytestmark = pytest.mark.container
-
 IMAGE = os.environ.get("PCK_TEST_IMAGE", "patroni-citus-k8s:container-test")
 MEMBERS_CITUS = ["citusdemo-0-0", "citusdemo-0-1", "citusdemo-1-0", "citusdemo-2-0"]
 

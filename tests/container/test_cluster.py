@@ -94,6 +94,9 @@ def test_replication_connections_are_encrypted(cluster: Cluster, members_rows):
 
 
 def test_patronictl_talks_to_every_rest_api_over_https(cluster: Cluster, members_rows):
+    # The seed's `patronictl list`, with no -c: the image points PATRONICTL_CONFIG_FILE at the rendered file.
+    listed = json.loads(cluster.exec(MEMBERS[0], "patronictl", "list", "-f", "json").stdout)
+    assert {row["Member"] for row in listed} == set(MEMBERS)
     # `version` asks each member's REST API (GET /patroni) with the ctl TLS settings.
     groups = sorted({row.get("Group") for row in members_rows}, key=lambda g: -1 if g is None else g)
     seen = set()
