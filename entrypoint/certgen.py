@@ -423,12 +423,6 @@ class OutputFile:
     mode: int
 
 
-def existing_outputs(out_dir: str, files: Iterable[OutputFile]) -> list[str]:
-    """Return the paths among `files` that already exist in `out_dir`."""
-    return [os.path.join(out_dir, f.name) for f in files
-            if os.path.lexists(os.path.join(out_dir, f.name))]
-
-
 def write_files(out_dir: str, files: Sequence[OutputFile], replace: bool) -> None:
     """Write `files` into `out_dir` all together or not at all.
 

@@ -204,7 +204,7 @@ def test_every_generated_name_is_covered_by_the_certificate(cluster, namespace, 
 
 # --- write_files: the one side effect ------------------------------------------------------
 
-def _out(tmp_path) -> list:
+def _out() -> list:
     return [OutputFile("a.crt", b"cert", 0o644), OutputFile("a.key", b"key", 0o600)]
 
 
@@ -219,7 +219,7 @@ def test_write_files_creates_keys_private_from_the_first_byte(tmp_path, monkeypa
     monkeypatch.setattr(os, "open", recording_open)
     old_umask = os.umask(0)
     try:
-        certgen.write_files(str(tmp_path), _out(tmp_path), replace=False)
+        certgen.write_files(str(tmp_path), _out(), replace=False)
     finally:
         os.umask(old_umask)
     created = {name: (flags, mode) for name, flags, mode in opened if name in ("a.crt", "a.key")}
@@ -233,7 +233,7 @@ def test_write_files_creates_keys_private_from_the_first_byte(tmp_path, monkeypa
 def test_write_files_never_overwrites_without_replace_and_leaves_nothing(tmp_path):
     (tmp_path / "a.key").write_bytes(b"old")
     with pytest.raises(FileExistsError):
-        certgen.write_files(str(tmp_path), _out(tmp_path), replace=False)
+        certgen.write_files(str(tmp_path), _out(), replace=False)
     assert (tmp_path / "a.key").read_bytes() == b"old"
     assert sorted(os.listdir(tmp_path)) == ["a.key"]
 
@@ -242,6 +242,6 @@ def test_write_files_rolls_back_a_replace_that_fails_half_way(tmp_path):
     (tmp_path / "a.crt").write_bytes(b"old cert")
     (tmp_path / "a.key").mkdir()  # cannot be replaced by a file
     with pytest.raises(OSError):
-        certgen.write_files(str(tmp_path), _out(tmp_path), replace=True)
+        certgen.write_files(str(tmp_path), _out(), replace=True)
     assert (tmp_path / "a.crt").read_bytes() == b"old cert"
     assert sorted(os.listdir(tmp_path)) == ["a.crt", "a.key"]
