@@ -99,7 +99,22 @@ def inspect_paths(paths: Sequence[str], ca_path: Optional[str] = None, hosts: Se
     report = inspect_material(files, ca_pem=ca_pem, ca_label=ca_path, hosts=hosts, warn_days=warn_days,
                               now=now or dt.datetime.now(dt.timezone.utc))
     report.problems[:0] = read_problems
+    report.warnings += [w for path, data in files.items() if _KEY_BLOCK.search(data)
+                        for w in [key_mode_warning(path, os.stat(path))] if w]
     return report
+
+
+def key_mode_warning(path: str, st: os.stat_result) -> Optional[str]:
+    """Return a warning when PostgreSQL would refuse this key file's permissions, else None.
+
+    PostgreSQL accepts a key owned by its own user with no group or world access, or one
+    owned by root with at most group read.
+    """
+    mode = st.st_mode & 0o777
+    if st.st_uid == 0 and not mode & 0o037 or not mode & 0o077:
+        return None
+    return (f"{path}: private key mode {mode:04o} gives other users access, and PostgreSQL refuses "
+            f"such a key file (its owner: at most 0600; root: at most 0640); chmod 0600 {path}")
 
 
 def _read(path: str, what: str) -> tuple[bytes, Optional[str]]:

@@ -115,3 +115,22 @@ def test_command_reads_a_directory(tmp_path, material):
     result = _run(".", "--ca", "ca.crt", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "./server.crt: certificate" in result.stdout and "./server.key: private key ecdsa-p256" in result.stdout
+
+
+def test_key_file_modes_postgresql_refuses_are_warned(tmp_path, material):
+    key = tmp_path / "server.key"
+    key.write_bytes(material["server.key"])
+    key.chmod(0o644)
+    result = _run("server.key", cwd=tmp_path)
+    assert result.returncode == 0 and "mode 0644" in result.stderr and "chmod 0600" in result.stderr
+    key.chmod(0o600)
+    assert "warning" not in _run("server.key", cwd=tmp_path).stderr
+
+
+@pytest.mark.parametrize("uid,mode,refused", [
+    (0, 0o600, False), (0, 0o640, False), (0, 0o644, True), (0, 0o660, True),
+    (101, 0o600, False), (101, 0o640, True), (101, 0o604, True),
+])
+def test_key_mode_rule_is_postgresqls(uid, mode, refused):
+    st = os.stat_result((0o100000 | mode, 0, 0, 1, uid, 0, 0, 0, 0, 0))
+    assert (certinspect.key_mode_warning("k.key", st) is not None) == refused
