@@ -83,7 +83,7 @@ def check_cluster_names(names: ClusterNames) -> list[str]:
             f"most 63 characters (e.g. {DEFAULT_NAMESPACE})")
     domain_problem = _dns_name_problem(names.domain, wildcard_ok=False)
     if domain_problem:
-        problems.append(f"--domain {names.domain!r} is not a valid cluster domain: {domain_problem}; "
+        problems.append(f"cluster domain {names.domain!r} (PCK_CLUSTER_DOMAIN or --domain) is not valid: {domain_problem}; "
                         f"use your cluster's DNS domain (e.g. {DEFAULT_DOMAIN})")
     if not 1 <= names.groups <= MAX_GROUPS:
         problems.append(f"--groups {names.groups} is out of range: give the number of Citus groups "
@@ -92,6 +92,11 @@ def check_cluster_names(names: ClusterNames) -> list[str]:
         problem = san_problem(extra)
         if problem:
             problems.append(f"--san {extra!r} is not a valid certificate name: {problem}")
+    if not problems:
+        longest = max(server_names(names), key=len)
+        if san_problem(longest):
+            problems.append(f"the name {longest!r} built from the cluster name, namespace and domain is "
+                            f"not a valid DNS name ({san_problem(longest)}): shorten one of them")
     return problems
 
 

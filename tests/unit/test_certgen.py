@@ -62,7 +62,7 @@ def test_seed_wildcard_form_is_rejected_with_the_reason():
     ("cluster", "1citus", "CLUSTER_NAME"),
     ("cluster", "c" * 56, "CLUSTER_NAME"),
     ("namespace", "-ns", "NAMESPACE"),
-    ("domain", "cluster..local", "--domain"),
+    ("domain", "cluster..local", "PCK_CLUSTER_DOMAIN or --domain"),
     ("domain", "cluster.local.", "--domain"),
     ("groups", 0, "--groups"),
     ("extra", ("foo*.example.com",), "--san"),
@@ -72,6 +72,12 @@ def test_seed_wildcard_form_is_rejected_with_the_reason():
 def test_bad_names_are_reported_by_the_input_that_carries_them(field, value, needle):
     problems = certgen.check_cluster_names(ClusterNames(**{field: value}))
     assert len(problems) == 1 and needle in problems[0]
+
+
+def test_names_too_long_together_are_refused():
+    problems = certgen.check_cluster_names(ClusterNames(cluster="c" * 55, namespace="n" * 63,
+                                                        domain=".".join(["d" * 60] * 3)))
+    assert len(problems) == 1 and "longer than 253" in problems[0] and "shorten" in problems[0]
 
 
 def test_longest_valid_cluster_name_is_accepted():
