@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -92,11 +93,20 @@ def box(pki):
     shutil.rmtree(root)
 
 
-def invoke(box: Box, command: list, env: dict) -> subprocess.CompletedProcess:
+def invoke(box: Box, command: list, env: dict, **how) -> subprocess.CompletedProcess:
     argv = [PYTHON, "-m", "entrypoint", *command]
     if command[0] == "run":
         argv += ["--", str(box.root / "bin" / "stub-patroni")]
-    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=60, **how)
+
+
+def as_postgres() -> dict:
+    """subprocess arguments that start the command as the postgres user, as a pod with runAsUser does."""
+    user = pwd.getpwnam("postgres")
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start commands as another user")
 
 
 COMMANDS = [["run"], ["check"], ["render"]]
@@ -207,3 +217,35 @@ def test_control_good_input_run_leaves_exactly_the_expected_traces(box):
     config = (box.runtime / "patroni.yml").read_text()
     assert all(p in config for p in PASSWORDS)
     assert stat.S_IMODE((box.runtime / "patroni.yml").stat().st_mode) == 0o600
+
+
+@needs_root
+def test_non_root_start_with_a_root_only_secret_mount_says_fsgroup(box):
+    """A pod running as postgres with the Secret mounted root:root 0600 (no fsGroup)."""
+    result = invoke(box, ["run"], box.env(), **as_postgres())
+    output = result.stderr
+    assert result.returncode == 2, output
+    assert f"PGSSLKEY: cannot read {box.certs}/server.key: Permission denied" in output
+    assert "fsGroup" in output
+    assert box.traces() == []
+
+
+@needs_root
+def test_non_root_start_with_an_unwritable_runtime_dir_says_emptydir(box):
+    for path in box.certs.iterdir():
+        path.chmod(0o644)
+    locked = box.root / "locked"
+    locked.mkdir(mode=0o755)
+    result = invoke(box, ["run"], box.env(PCK_RUNTIME_DIR=str(locked / "run")), **as_postgres())
+    assert result.returncode == 2, result.stderr
+    assert "PCK_RUNTIME_DIR" in result.stderr and "emptyDir" in result.stderr and "Traceback" not in result.stderr
+    assert box.traces() == [] and list(locked.iterdir()) == []
+
+
+@pytest.mark.xfail(strict=True, reason="entrypoint bug: cmd_run catches PermissionError only; a read-only root "
+                                       "filesystem (EROFS) or a file in the way ends in a traceback, exit 1 (see report)")
+def test_runtime_dir_that_cannot_be_a_directory_exits_2(box):
+    (box.root / "a-file").write_text("")
+    result = invoke(box, ["run"], box.env(PCK_RUNTIME_DIR=str(box.root / "a-file" / "run")))
+    assert result.returncode == 2, result.stderr
+    assert "PCK_RUNTIME_DIR" in result.stderr and "Traceback" not in result.stderr

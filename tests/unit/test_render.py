@@ -8,6 +8,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
+from entrypoint.errors import InputError
 from entrypoint.render import REDACTED, build_config, render_for, render_yaml
 from entrypoint.settings import MODES, parse_settings
 from entrypoint.stage import plan_paths
@@ -324,3 +325,20 @@ def test_any_text_survives_render_and_reparse(node_files, su, repl, user, scope,
     conninfo = parse_conninfo(parsed["postgresql"]["parameters"]["citus.node_conninfo"])
     if mode in ("verify-ca", "verify-full"):
         assert conninfo["sslrootcert"] == settings.runtime_dir + "/tls/ca.crt"
+
+
+VERIFY_CLIENT_GAP = pytest.mark.xfail(strict=True, reason="entrypoint gap: PATRONI_RESTAPI_VERIFY_CLIENT=required "
+                                      "without PCK_CLIENT_CERT_AUTH is accepted but ctl gets no certfile/keyfile, so "
+                                      "member-to-member REST calls fail (issue 2 trap; see report)")
+
+
+@pytest.mark.parametrize("mode", [pytest.param("require", marks=VERIFY_CLIENT_GAP), "verify-ca",
+                                  pytest.param("verify-full", marks=VERIFY_CLIENT_GAP)])
+def test_patroni_verify_client_required_gets_a_ctl_certificate_or_is_refused(node_files, mode):
+    """Patroni's own variable turns on client certificates for the REST API; members then need ctl certfile/keyfile."""
+    try:
+        config = config_for(node_files, mode, PATRONI_RESTAPI_VERIFY_CLIENT="required")
+    except InputError as err:
+        assert "PATRONI_RESTAPI_VERIFY_CLIENT" in [p.where for p in err.problems]
+        return
+    assert (config["ctl"].get("certfile"), config["ctl"].get("keyfile")) == (STAGED_CERT, STAGED_KEY)

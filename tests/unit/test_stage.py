@@ -177,3 +177,24 @@ def test_root_stages_copies_owned_by_the_run_user(tmp_path, node_files):
     paths = stage_material(settings, check(settings, node_files), user.pw_uid, user.pw_gid)
     for path in (paths.server_key, paths.server_cert, paths.ca, os.path.dirname(paths.ca), str(tmp_path / "run")):
         assert (os.stat(path).st_uid, os.stat(path).st_gid) == (user.pw_uid, user.pw_gid), path
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the hazard is root following a link the run user planted")
+@pytest.mark.xfail(strict=True, reason="entrypoint bug: stage.ensure_dir chowns and writes through a symlink at "
+                                       "the runtime dir's tls/ (os.chown follows links); postgres -> root escalation "
+                                       "when the runtime dir survives a restart (see report)")
+def test_root_does_not_follow_a_link_planted_in_the_runtime_dir(tmp_path, node_files):
+    """The run user owns the runtime dir; on a restart as root, a link it left there must not be followed."""
+    user = pwd.getpwnam("postgres")
+    victim = tmp_path / "victim"  # stands for /etc or /root/.ssh
+    victim.mkdir(mode=0o755)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "tls").symlink_to(victim)
+    os.chown(run, user.pw_uid, user.pw_gid)
+    settings = settings_for("verify-full", PCK_RUNTIME_DIR=str(run))
+    try:
+        stage_material(settings, check(settings, node_files), user.pw_uid, user.pw_gid)
+    except OSError:
+        pass  # refusing is fine; following is not
+    assert os.stat(victim).st_uid == 0 and os.listdir(victim) == []
