@@ -11,43 +11,30 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 
 import pytest
+
+from tests.support.cluster import ENTRYPOINT, PG_BIN, free_port, stop_pid, wait_for
 
 psycopg = pytest.importorskip("psycopg")
 
 pytestmark = pytest.mark.integration
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PG_BIN = "/usr/lib/postgresql/15/bin"
 LOOPBACK = "127.0.0.1"
 POD = "citusdemo-1-0.citusdemo.default.svc.cluster.local"
 
-if os.geteuid() != 0 or not os.path.exists(f"{PG_BIN}/postgres"):
-    pytest.skip("needs root and PostgreSQL 15 in /usr/lib/postgresql/15/bin", allow_module_level=True)
 
-
-def entrypoint(*args, env=None, **kwargs):
-    """Argv and environment for `python -m entrypoint ARGS` from this checkout."""
-    full_env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": REPO, **(env or {})}
-    return [sys.executable, "-m", "entrypoint", *args], full_env
+def entrypoint(*args, env=None):
+    """Argv and environment for the installed `patroni-citus-k8s ARGS`, as the image runs it."""
+    return [ENTRYPOINT, *args], {"PATH": "/usr/bin:/bin", **(env or {})}
 
 
 def generate(out_dir: str, *flags: str) -> None:
     argv, env = entrypoint("certs", "generate", "--out-dir", out_dir, *flags)
     result = subprocess.run(argv, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 def run_env(base: str, certs: str, port: int) -> dict:
@@ -63,20 +50,11 @@ def run_env(base: str, certs: str, port: int) -> dict:
     }
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """Stop the server by its PID: fast shutdown, then kill if it does not go."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.fixture(scope="module", params=["ecdsa-p256", "rsa-2048"])
 def server(request):
     """A PostgreSQL 15 serving a freshly generated certificate of the given key type."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the server is started through run's privilege drop")
     postgres = pwd.getpwnam("postgres")
     base = tempfile.mkdtemp(prefix="pck-certs-", dir="/tmp")
     proc = None
@@ -106,29 +84,23 @@ def server(request):
             "-c", f"ssl_cert_file={staged}/server.crt", "-c", f"ssl_key_file={staged}/server.key",
             "-c", f"ssl_ca_file={staged}/ca.crt", "-c", "fsync=off", env=env)
         log = open(f"{base}/postgres.log", "wb")
-        proc = subprocess.Popen(argv, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-        _wait_ready(proc, base, port)
+        proc = subprocess.Popen(argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for("postgres to accept connections", lambda: _ready(proc, base, port), timeout=60, interval=0.1)
         with psycopg.connect(host=f"{base}/sock", port=port, user="postgres", dbname="postgres",
                              autocommit=True) as conn:
             conn.execute("CREATE DATABASE certdb")
         yield {"port": port, "ca": f"{certs}/ca.crt", "other_ca": f"{other}/ca.crt", "certs": certs,
                "key_type": request.param}
     finally:
-        if proc is not None:
-            stop(proc)
+        stop_pid(proc, signal.SIGINT)  # fast shutdown
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _wait_ready(proc: subprocess.Popen, base: str, port: int) -> None:
-    for _ in range(600):
-        if proc.poll() is not None:
-            with open(f"{base}/postgres.log") as log:
-                pytest.fail(f"postgres exited with {proc.returncode}:\n{log.read()}")
-        ready = subprocess.run([f"{PG_BIN}/pg_isready", "-q", "-h", f"{base}/sock", "-p", str(port)])
-        if ready.returncode == 0:
-            return
-        time.sleep(0.1)
-    pytest.fail("postgres did not become ready")
+def _ready(proc: subprocess.Popen, base: str, port: int) -> bool:
+    if proc.poll() is not None:
+        with open(f"{base}/postgres.log") as log:
+            pytest.fail(f"postgres exited with {proc.returncode}:\n{log.read()}")
+    return subprocess.run([f"{PG_BIN}/pg_isready", "-q", "-h", f"{base}/sock", "-p", str(port)]).returncode == 0
 
 
 def connect(server: dict, host: str, ca: str = None, **extra):
