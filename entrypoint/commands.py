@@ -16,6 +16,7 @@ from entrypoint.stage import plan_paths, stage_material
 from entrypoint.render import RenderBug, build_config, render_for, render_yaml
 from entrypoint.launch import (drop_privileges, exec_command, exec_environment, patroni_command,
                                prepare_directories, resolve_run_user, write_config)
+from entrypoint.watch import spawn_watcher
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -107,6 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     command = argv or patroni_command(settings.config_file)
     child_env = exec_environment(env, settings, paths, user)
+    if settings.watch_interval > 0 and files_to_read(settings):
+        spawn_watcher(settings, user.uid, user.gid, user.groups, paths, lambda: drop_privileges(user))
     drop_privileges(user)
     print(f"patroni-citus-k8s: PGSSLMODE={settings.mode}, ssl="
           f"{'on' if settings.server_ssl and paths.server_cert else 'off'}, config {settings.config_file}, "

@@ -101,6 +101,7 @@ class Settings:
     rewind: Optional[User]
     citus_group: Optional[int]
     citus_database: Optional[str]
+    watch_interval: float = 1.0  # seconds between looks at the certificate directory; 0 turns the watcher off
     patroni_tls_files: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -229,6 +230,7 @@ def parse_settings(env: Mapping[str, str], facts: HostFacts = HostFacts()) -> Se
         bad.add("PCK_TLS_MIN_VERSION", f"unsupported value {tls_min_version!r}",
                 f"use {' or '.join(TLS_VERSIONS)}; older protocols are not offered")
     expiry_warn_days = _int(bad, env, "PCK_EXPIRY_WARN_DAYS", 30)
+    watch_interval = _seconds(bad, env, "PCK_CERT_WATCH_INTERVAL", 1.0)
 
     runtime_dir = get("PCK_RUNTIME_DIR", DEFAULT_RUNTIME_DIR).rstrip("/") or "/"
     config_file = get("PCK_CONFIG_FILE") or os.path.join(runtime_dir, "patroni.yml")
@@ -336,7 +338,7 @@ def parse_settings(env: Mapping[str, str], facts: HostFacts = HostFacts()) -> Se
         bin_dir=get("PATRONI_POSTGRESQL_BIN_DIR") or facts.pg_bin_dir,
         superuser=superuser, replication=replication, rewind=rewind,
         citus_group=citus_group, citus_database=citus_database,
-        patroni_tls_files=patroni_tls_files,
+        watch_interval=watch_interval, patroni_tls_files=patroni_tls_files,
     )
 
 
@@ -365,6 +367,21 @@ def _bool(bad: Collector, env: Mapping[str, str], name: str, default: bool) -> O
     value = parse_bool(env[name])
     if value is None:
         bad.add(name, f"{env[name]!r} is not a boolean", "use true or false")
+    return value
+
+
+def _seconds(bad: Collector, env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        bad.add(name, f"{text!r} is not a number of seconds between 0 and 3600",
+                f"use e.g. {default:g}, or 0 to turn certificate watching off")
+        return default
     return value
 
 

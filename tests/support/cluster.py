@@ -201,13 +201,29 @@ class LocalCluster:
         env.update(member.env_extra)
         return env
 
-    def write_cert_dir(self, member: Member) -> None:
-        """A read-only, root-owned Secret-like mount: directory 0755, files 0600."""
-        if member.pair is None:
-            os.makedirs(member.cert_dir, exist_ok=True)
-            return
-        self.ca.write_dir(member.cert_dir, member.pair)
+    def write_cert_dir(self, member: Member, ca_pem: Optional[bytes] = None) -> None:
+        """Lay out the member's certificates the way the kubelet mounts a Secret, root-owned, files 0600.
+
+        Each version goes into a fresh `..<timestamp>` directory; `..data` is a symlink
+        swapped atomically with rename(2), and `server.crt` & co. point through it. Calling
+        it again is a Secret update as Kubernetes performs it.
+        """
+        os.makedirs(member.cert_dir, exist_ok=True)
         os.chmod(member.cert_dir, 0o755)
+        if member.pair is None:
+            return
+        version = f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.monotonic_ns()}"
+        self.ca.write_dir(os.path.join(member.cert_dir, version), member.pair, ca_pem=ca_pem)
+        old = os.path.realpath(os.path.join(member.cert_dir, "..data"))
+        tmp_link = os.path.join(member.cert_dir, "..data_tmp")
+        os.symlink(version, tmp_link)
+        os.rename(tmp_link, os.path.join(member.cert_dir, "..data"))
+        for name in ("ca.crt", "server.crt", "server.key"):
+            link = os.path.join(member.cert_dir, name)
+            if not os.path.islink(link):
+                os.symlink(os.path.join("..data", name), link)
+        if os.path.basename(old).startswith("..") and old != os.path.join(member.cert_dir, version):
+            shutil.rmtree(old, ignore_errors=True)
 
     def start_member(self, member: Member) -> None:
         os.makedirs(member.workdir, exist_ok=True)
@@ -252,7 +268,9 @@ class LocalCluster:
     def api_context(self) -> Optional[ssl.SSLContext]:
         if self.members[0].pair is None or self.mode == "disable":
             return None
-        ctx = ssl.create_default_context(cadata=self.ca.cert_pem.decode())
+        client_ca = os.path.join(self.workdir, "ca.crt")  # what clients trust now (a bundle during CA rotation)
+        ctx = ssl.create_default_context(cafile=client_ca) if os.path.exists(client_ca) else \
+            ssl.create_default_context(cadata=self.ca.cert_pem.decode())
         if self.client_cert_auth:
             member = self.members[0]
             ctx.load_cert_chain(os.path.join(member.runtime_dir, "tls", "server.crt"),
@@ -326,10 +344,12 @@ class LocalCluster:
                 params[key] = str(value)
         return " ".join(f"{k}={_quote(v)}" for k, v in params.items())
 
-    def write_client_ca(self) -> str:
+    def write_client_ca(self, pem: Optional[bytes] = None) -> str:
+        """The CA file test clients trust: the cluster CA unless given (e.g. a bundle); kept once written."""
         path = os.path.join(self.workdir, "ca.crt")
-        with open(path, "wb") as handle:
-            handle.write(self.ca.cert_pem)
+        if pem is not None or not os.path.exists(path):
+            with open(path, "wb") as handle:
+                handle.write(pem if pem is not None else self.ca.cert_pem)
         return path
 
     def connect(self, member: Member, **overrides):
