@@ -342,3 +342,12 @@ def test_patroni_verify_client_required_gets_a_ctl_certificate_or_is_refused(nod
         assert "PATRONI_RESTAPI_VERIFY_CLIENT" in [p.where for p in err.problems]
         return
     assert (config["ctl"].get("certfile"), config["ctl"].get("keyfile")) == (STAGED_CERT, STAGED_KEY)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_local_connections_use_the_socket(node_files, mode):
+    """verify-full to the local node works whatever names the certificate has: Patroni and Citus use the socket."""
+    pg = config_for(node_files, mode, PCK_SOCKET_DIR="/sock/dir", **CITUS)["postgresql"]
+    assert pg["use_unix_socket"] is True
+    # Patroni takes citus.local_hostname from the socket only with an explicit unix_socket_directories.
+    assert pg["parameters"]["unix_socket_directories"] == "/sock/dir"

@@ -256,3 +256,19 @@ def test_parsing_raises_nothing_but_input_error(env, base, entries):
         parse_settings(full, HostFacts(cert_dir_entries=frozenset(entries)))
     except InputError as err:
         assert err.problems and all(p.where and p.what and p.fix for p in err.problems)
+
+
+@pytest.mark.xfail(strict=True, reason="entrypoint gap: Patroni also reads PATRONI_<ROLE>_SSLROOTCERT/_SSLCERT/_SSLKEY "
+                                       "(patroni/config.py _AUTH_ALLOWED_PARAMETERS) and they override the staged "
+                                       "paths; only _SSLMODE is checked (see report)")
+@pytest.mark.parametrize("var", ["PATRONI_REPLICATION_SSLROOTCERT", "PATRONI_SUPERUSER_SSLKEY",
+                                 "PATRONI_REWIND_SSLCERT"])
+def test_patroni_role_tls_file_variables_are_refused_or_staged(var):
+    """e.g. a root-only Secret path the run user cannot read after the privilege drop."""
+    env = env_with(PGSSLMODE="verify-full", **{var: "/etc/ssl/certs/postgresql/ca.crt"})
+    try:
+        s = parse_settings(env, facts())
+    except InputError as err:
+        assert var in [p.where for p in err.problems]
+        return
+    assert var in s.patroni_tls_files
