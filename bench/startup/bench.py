@@ -171,7 +171,8 @@ def main() -> int:
           f"(min {min(run_times) * 1000:.1f}, max {max(run_times) * 1000:.1f})")
     print(f"  watcher   outlived the exec'd stub by median {statistics.median(lingers) * 1000:.0f} ms "
           f"(max {max(lingers) * 1000:.0f}); waited out before the next timing")
-    print(f"  ratio     {ratio:.2f} (target < {TARGET}): {'OK' if ratio < TARGET else 'OVER TARGET'}")
+    print(f"  ratio     {ratio:.2f} (target < {TARGET}): {'OK' if ratio < TARGET else 'OVER TARGET'}; "
+          f"fastest runs {min(run_times) / min(base_times):.2f}, load average {os.getloadavg()[0]:.1f}")
     found = [name for name in FORBIDDEN if name in modules]
     print(f"  imports   run imports psycopg: {'YES' if 'psycopg' in found or 'psycopg2' in found else 'no'}, "
           f"patroni: {'YES' if 'patroni' in found else 'no'}")
