@@ -134,7 +134,12 @@ def spawn_watcher(settings: Settings, uid: int, gid: int, groups: tuple, paths: 
             print(f"patroni-citus-k8s watch: {message}", file=sys.stderr, flush=True)
 
         def notify() -> None:
+            # Patroni reloads PostgreSQL and its REST certificate on its next HA cycle
+            # (up to loop_wait later); the postmaster reloads its SSL files at once.
             os.kill(parent, signal.SIGHUP)
+            postmaster = postmaster_pid(settings.data_dir)
+            if postmaster:
+                os.kill(postmaster, signal.SIGHUP)
 
         sources = files_to_read(settings)
         if os.geteuid() == 0 and all(readable_by(path, uid, groups) for path in sources):
@@ -151,6 +156,17 @@ def spawn_watcher(settings: Settings, uid: int, gid: int, groups: tuple, paths: 
         traceback.print_exc()
         code = 1
     os._exit(code)
+
+
+def postmaster_pid(data_dir: str) -> Optional[int]:
+    """The running postmaster's PID from postmaster.pid, or None."""
+    try:
+        with open(os.path.join(data_dir, "postmaster.pid"), encoding="ascii") as handle:
+            pid = int(handle.readline())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
 
 
 def readable_by(path: str, uid: int, groups: tuple) -> bool:

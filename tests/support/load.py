@@ -1,0 +1,42 @@
+"""A bounded client load: new verify-full connections, one query each, counting failures."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+
+
+class QueryLoad:
+    """Opens a new verify-full connection per query, round-robin over members, until stopped (bounded)."""
+
+    def __init__(self, cluster: LocalCluster, max_seconds: float = 240) -> None:
+        self.cluster = cluster
+        self.max_seconds = max_seconds
+        self.ok = 0
+        self.failures: list = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        i = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            member = self.cluster.members[i % len(self.cluster.members)]
+            i += 1
+            try:
+                with psycopg.connect(self.cluster.dsn(member), autocommit=True) as conn:
+                    conn.execute("SELECT 1").fetchone()
+                self.ok += 1
+            except psycopg.Error as exc:
+                self.failures.append(f"{member.name}: {exc}")
+            time.sleep(0.05)
+
+    def __enter__(self) -> "QueryLoad":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(30)
