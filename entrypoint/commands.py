@@ -19,6 +19,9 @@ from entrypoint.launch import (drop_privileges, exec_command, exec_environment, 
 from entrypoint.watch import spawn_watcher
 
 
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="check inputs, stage certificates, write Patroni's config, drop root, exec Patroni",
                          description="The image's default command. Arguments after -- are exec'd instead of Patroni "
@@ -55,7 +58,13 @@ def gather_facts(env: Mapping[str, str]) -> HostFacts:
                 content = handle.read()
         except OSError:
             content = None
-    return HostFacts(cert_dir_entries=entries, euid=os.geteuid(),
+    namespace = None
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as handle:
+            namespace = handle.read().strip() or None
+    except OSError:
+        pass
+    return HostFacts(cert_dir_entries=entries, euid=os.geteuid(), service_account_namespace=namespace,
                      pg_bin_dir=os.path.dirname(bins[-1]) if bins else None,
                      key_password_file_content=content)
 
@@ -101,10 +110,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         text = render_yaml(build_config(settings, paths), settings)
         write_config(settings, text, user)
         prepare_directories(settings, user)
-    except PermissionError as exc:
+    except OSError as exc:
         print(f"patroni-citus-k8s: cannot write {exc.filename}: {exc.strerror}\n"
-              f"    fix: PCK_RUNTIME_DIR ({settings.runtime_dir}) must be writable by the container user: "
-              "mount an emptyDir there, or start the container as root", file=sys.stderr)
+              f"    fix: PCK_RUNTIME_DIR ({settings.runtime_dir}) and PCK_CONFIG_FILE must be writable directories "
+              "for the container user: mount an emptyDir there, or start the container as root", file=sys.stderr)
         return EXIT_BAD_INPUT
     command = argv or patroni_command(settings.config_file)
     child_env = exec_environment(env, settings, paths, user)

@@ -109,7 +109,8 @@ def prepare_directories(settings: Settings, user: RunUser) -> None:
     if parent and not os.path.exists(settings.data_dir):
         if not os.path.isdir(parent):
             ensure_dir(parent, user.uid, user.gid, DATA_PARENT_MODE)
-        elif os.stat(parent).st_uid == 0 and parent not in ("/", "/var", "/var/lib"):
+        elif os.path.ismount(parent) and os.stat(parent).st_uid == 0:
+            # A fresh volume mounted for the data: hand it to the run user, as the postgres image does.
             os.chown(parent, user.uid, user.gid)
 
 

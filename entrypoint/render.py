@@ -118,7 +118,10 @@ def restapi_and_ctl(settings: Settings, paths: StagedPaths) -> tuple:
         ctl["insecure"] = False
     else:
         ctl["insecure"] = True
-    if settings.client_cert_auth or settings.mode == "verify-ca":
+    # Members call each other's REST API: where it asks for client certificates
+    # (mutual TLS, or Patroni's own PATRONI_RESTAPI_VERIFY_CLIENT), they must present one.
+    asks_client_cert = settings.client_cert_auth or settings.restapi_verify_client in ("optional", "required")
+    if asks_client_cert or settings.mode == "verify-ca":
         ctl["certfile"] = paths.extra.get("PATRONI_CTL_CERTFILE", paths.client_cert or cert)
         ctl["keyfile"] = paths.extra.get("PATRONI_CTL_KEYFILE", paths.client_key or key)
     return restapi, ctl

@@ -43,6 +43,7 @@ class HostFacts:
     euid: int = 0
     pg_bin_dir: Optional[str] = None  # newest /usr/lib/postgresql/*/bin, when found
     key_password_file_content: Optional[str] = None  # read from PGSSLKEY_PASSWORD_FILE
+    service_account_namespace: Optional[str] = None  # the pod's namespace, from its service account mount
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class Settings:
     rewind: Optional[User]
     citus_group: Optional[int]
     citus_database: Optional[str]
+    restapi_verify_client: Optional[str] = None  # Patroni's own PATRONI_RESTAPI_VERIFY_CLIENT, when set
     watch_interval: float = 1.0  # seconds between looks at the certificate directory; 0 turns the watcher off
     patroni_tls_files: Mapping[str, str] = field(default_factory=dict)
 
@@ -155,8 +157,11 @@ def parse_address(value: str) -> Optional[Address]:
 
 
 def _first_listen_host(listen: str) -> str:
-    """Patroni's listen value may hold several comma-separated hosts; the first one is used for local TCP."""
-    return listen.split(",")[0].strip()
+    """`host:port` for the first host of Patroni's `h1,h2:port` listen form (the port follows the last host)."""
+    hosts, sep, port = listen.strip().rpartition(":")
+    if not sep:
+        return listen.strip()
+    return f"{hosts.split(',')[0].strip()}:{port}"
 
 
 def _is_wildcard(host: str) -> bool:
@@ -248,7 +253,7 @@ def parse_settings(env: Mapping[str, str], facts: HostFacts = HostFacts()) -> Se
     if not name:
         bad.add("PATRONI_NAME", "not set",
                 "set it to the member name; on Kubernetes use the pod name (fieldRef metadata.name)")
-    namespace = get("PATRONI_KUBERNETES_NAMESPACE") or get("POD_NAMESPACE") or None
+    namespace = get("PATRONI_KUBERNETES_NAMESPACE") or get("POD_NAMESPACE") or facts.service_account_namespace
     on_kubernetes = bool(get("KUBERNETES_SERVICE_HOST"))
 
     listen_text = get("PATRONI_POSTGRESQL_LISTEN", "*:5432")
@@ -257,7 +262,7 @@ def parse_settings(env: Mapping[str, str], facts: HostFacts = HostFacts()) -> Se
         bad.add("PATRONI_POSTGRESQL_LISTEN", f"{listen_text!r} is not host:port",
                 "use e.g. *:5432 or 0.0.0.0:5432")
         listen = Address("0.0.0.0", 5432)
-    listen_host = _first_listen_host(listen_text).rpartition(":")[0] or "*"
+    listen_host = listen_text.strip().rpartition(":")[0] or "*"
 
     connect_derived = False
     connect_text = get("PATRONI_POSTGRESQL_CONNECT_ADDRESS")
@@ -270,6 +275,9 @@ def parse_settings(env: Mapping[str, str], facts: HostFacts = HostFacts()) -> Se
     elif on_kubernetes and name:
         service = get("PCK_HEADLESS_SERVICE") or scope
         domain = get("PCK_CLUSTER_DOMAIN", "cluster.local").strip(".")
+        if namespace is None:
+            bad.add("PATRONI_KUBERNETES_NAMESPACE", "the pod's namespace is unknown, so its DNS name cannot be derived",
+                    "set PATRONI_KUBERNETES_NAMESPACE from the downward API (fieldRef metadata.namespace)")
         connect = Address(f"{name}.{service}.{namespace or 'default'}.svc.{domain}", listen.port)
         connect_derived = True
     elif not _is_wildcard(listen.host):
@@ -339,6 +347,7 @@ def parse_settings(env: Mapping[str, str], facts: HostFacts = HostFacts()) -> Se
         superuser=superuser, replication=replication, rewind=rewind,
         citus_group=citus_group, citus_database=citus_database,
         watch_interval=watch_interval, patroni_tls_files=patroni_tls_files,
+        restapi_verify_client=get("PATRONI_RESTAPI_VERIFY_CLIENT") or None,
     )
 
 
@@ -351,8 +360,18 @@ def _check_patroni_agrees(bad: Collector, env: Mapping[str, str], mode: str, mtl
         if env.get(var) and env[var] != mode:
             bad.add(var, f"says {env[var]!r} but PGSSLMODE={mode} needs sslmode={mode} on every internal link",
                     f"unset {var}; PGSSLMODE sets the mode of every internal link")
+        for suffix, instead in (("SSLROOTCERT", "PGSSLROOTCERT"), ("SSLCERT", "PCK_CLIENT_CERT"),
+                                ("SSLKEY", "PCK_CLIENT_KEY")):
+            var = f"PATRONI_{role}_{suffix}"
+            if env.get(var):
+                bad.add(var, "would override the staged copy the entrypoint renders for this link "
+                             "(and may point at a file the postgres user cannot read)",
+                        f"unset {var}; set {instead} once for every internal link")
     verify_client = env.get("PATRONI_RESTAPI_VERIFY_CLIENT")
-    if verify_client and mtls and verify_client != "required":
+    if verify_client and verify_client not in ("none", "optional", "required"):
+        bad.add("PATRONI_RESTAPI_VERIFY_CLIENT", f"{verify_client!r} is not none, optional or required",
+                "unset it; PCK_CLIENT_CERT_AUTH=true turns on client certificates everywhere")
+    elif verify_client and mtls and verify_client != "required":
         bad.add("PATRONI_RESTAPI_VERIFY_CLIENT", f"says {verify_client!r} but PCK_CLIENT_CERT_AUTH=true needs 'required'",
                 "unset PATRONI_RESTAPI_VERIFY_CLIENT")
     insecure = env.get("PATRONI_CTL_INSECURE")

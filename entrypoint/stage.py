@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
@@ -77,9 +78,14 @@ def ensure_dir(path: str, uid: int, gid: int, mode: int = DIR_MODE) -> None:
     A directory someone else owns but we may write to (a volume mounted there, say an
     emptyDir) is used as it is: only its owner or root could change its mode.
     """
+    if os.path.islink(path):
+        if os.geteuid() != 0:
+            raise OSError(errno.ELOOP, "is a symbolic link, refusing to follow it", path)
+        # Root never follows a link the run user may have planted in its own directory.
+        os.unlink(path)
     os.makedirs(path, mode=mode, exist_ok=True)
     if os.geteuid() == 0:
-        os.chown(path, uid, gid)
+        os.lchown(path, uid, gid)
     elif os.stat(path).st_uid != os.geteuid() and os.access(path, os.W_OK | os.X_OK):
         return
     os.chmod(path, mode)
@@ -100,6 +106,7 @@ def write_private_file(path: str, data: bytes, mode: int, uid: int, gid: int) ->
     fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), mode)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)  # the umask may have narrowed it; never widened beyond `mode`
             if os.geteuid() == 0:
                 os.fchown(handle.fileno(), uid, gid)
             handle.write(data)

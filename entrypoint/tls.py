@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Mapping, Optional, Union
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
@@ -276,8 +277,8 @@ def _check_pair(bad: Collector, files: FileContents, cert_path: str, cert_var: s
         else:
             try:
                 key = load_private_key(key_data, password if encrypted else None)
-            except (ValueError, TypeError) as exc:
-                if encrypted:
+            except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+                if encrypted and not isinstance(exc, UnsupportedAlgorithm):
                     bad.add(password_var, f"does not decrypt {key_path}", "give the passphrase the key was encrypted with")
                 else:
                     bad.add(key_var, f"{key_path} is not a PEM private key ({exc.__class__.__name__})",
@@ -287,6 +288,10 @@ def _check_pair(bad: Collector, files: FileContents, cert_path: str, cert_var: s
                                         ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
                     bad.add(key_var, f"{key_path} holds an unsupported key type", "use an RSA or ECDSA key")
                     key = None
+    if chain is not None and not all(_fully_parsed(cert) for cert in chain):
+        bad.add(cert_var, f"{cert_path} holds a damaged certificate (its fields do not parse)",
+                "issue the certificate again and update the Secret")
+        chain = None
     if chain is None or key is None:
         return None
     if not key_matches(key, chain[0]):
@@ -296,6 +301,18 @@ def _check_pair(bad: Collector, files: FileContents, cert_path: str, cert_var: s
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return KeyPair(chain=tuple(chain), key=key, key_pem=key_pem)
+
+
+def _fully_parsed(cert: x509.Certificate) -> bool:
+    """cryptography parses lazily: touch every field the checks use, so damage shows here, not later."""
+    try:
+        cert.public_key()
+        cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
+        cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()  # noqa: B018
+        list(cert.extensions)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
 
 
 def _load_cas(bad: Collector, data, path: str, required: bool) -> list:
@@ -309,11 +326,14 @@ def _load_cas(bad: Collector, data, path: str, required: bool) -> list:
             bad.add("PGSSLROOTCERT", f"{path} is empty", "put the PEM-encoded CA certificate(s) in it")
         return []
     try:
-        return load_certificates(data)
+        cas = load_certificates(data)
     except ValueError:
-        bad.add("PGSSLROOTCERT", f"{path} is not a PEM certificate bundle",
-                "the file must hold one or more -----BEGIN CERTIFICATE----- blocks")
+        cas = []
+    if not cas or not all(_fully_parsed(ca) for ca in cas):
+        bad.add("PGSSLROOTCERT", f"{path} is not a PEM certificate bundle (or holds a damaged certificate)",
+                "the file must hold one or more intact -----BEGIN CERTIFICATE----- blocks")
         return []
+    return cas
 
 
 def _check_dates(bad: Collector, warnings: list, cert: x509.Certificate, var: str, path: str,

@@ -127,7 +127,6 @@ def spawn_watcher(settings: Settings, uid: int, gid: int, groups: tuple, paths: 
         return pid
     code = 0
     try:
-        die_with_parent(parent)
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 
         def log(message: str) -> None:
@@ -144,6 +143,8 @@ def spawn_watcher(settings: Settings, uid: int, gid: int, groups: tuple, paths: 
         sources = files_to_read(settings)
         if os.geteuid() == 0 and all(readable_by(path, uid, groups) for path in sources):
             drop()
+        # After the drop: a change of credentials clears the parent-death signal.
+        die_with_parent(parent)
         watcher = CertWatcher(settings, uid, gid, paths, notify, log)
         interval = settings.watch_interval
         log(f"watching {', '.join(sources) or 'nothing'} every {interval:g}s "

@@ -242,8 +242,6 @@ def test_non_root_start_with_an_unwritable_runtime_dir_says_emptydir(box):
     assert box.traces() == [] and list(locked.iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, reason="entrypoint bug: cmd_run catches PermissionError only; a read-only root "
-                                       "filesystem (EROFS) or a file in the way ends in a traceback, exit 1 (see report)")
 def test_runtime_dir_that_cannot_be_a_directory_exits_2(box):
     (box.root / "a-file").write_text("")
     result = invoke(box, ["run"], box.env(PCK_RUNTIME_DIR=str(box.root / "a-file" / "run")))

@@ -327,13 +327,7 @@ def test_any_text_survives_render_and_reparse(node_files, su, repl, user, scope,
         assert conninfo["sslrootcert"] == settings.runtime_dir + "/tls/ca.crt"
 
 
-VERIFY_CLIENT_GAP = pytest.mark.xfail(strict=True, reason="entrypoint gap: PATRONI_RESTAPI_VERIFY_CLIENT=required "
-                                      "without PCK_CLIENT_CERT_AUTH is accepted but ctl gets no certfile/keyfile, so "
-                                      "member-to-member REST calls fail (issue 2 trap; see report)")
-
-
-@pytest.mark.parametrize("mode", [pytest.param("require", marks=VERIFY_CLIENT_GAP), "verify-ca",
-                                  pytest.param("verify-full", marks=VERIFY_CLIENT_GAP)])
+@pytest.mark.parametrize("mode", ["require", "verify-ca", "verify-full"])
 def test_patroni_verify_client_required_gets_a_ctl_certificate_or_is_refused(node_files, mode):
     """Patroni's own variable turns on client certificates for the REST API; members then need ctl certfile/keyfile."""
     try:

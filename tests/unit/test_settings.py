@@ -142,8 +142,6 @@ def test_specific_listen_address_is_the_connect_address():
     assert str(s.connect) == "10.1.2.3:5433" and s.listen_host == "10.1.2.3"
 
 
-@pytest.mark.xfail(strict=True, reason="entrypoint bug: settings._first_listen_host splits off the first host "
-                   "before the port, so Patroni's 'h1,h2:port' form is refused (see the issue 2 test report)")
 def test_patroni_multi_host_listen_is_accepted():
     """Patroni's documented form: hosts separated by commas, the port after the last one."""
     s = parse_settings(env_with(PATRONI_POSTGRESQL_LISTEN="127.0.0.2,127.0.0.3:5433"), facts())
@@ -258,9 +256,6 @@ def test_parsing_raises_nothing_but_input_error(env, base, entries):
         assert err.problems and all(p.where and p.what and p.fix for p in err.problems)
 
 
-@pytest.mark.xfail(strict=True, reason="entrypoint gap: Patroni also reads PATRONI_<ROLE>_SSLROOTCERT/_SSLCERT/_SSLKEY "
-                                       "(patroni/config.py _AUTH_ALLOWED_PARAMETERS) and they override the staged "
-                                       "paths; only _SSLMODE is checked (see report)")
 @pytest.mark.parametrize("var", ["PATRONI_REPLICATION_SSLROOTCERT", "PATRONI_SUPERUSER_SSLKEY",
                                  "PATRONI_REWIND_SSLCERT"])
 def test_patroni_role_tls_file_variables_are_refused_or_staged(var):

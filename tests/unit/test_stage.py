@@ -53,8 +53,6 @@ def test_certificates_are_0644(tmp_path, node_files, umask, mask):
     assert (mode_of(paths.server_cert), mode_of(paths.ca)) == (0o644, 0o644)
 
 
-@pytest.mark.xfail(strict=True, reason="entrypoint bug: write_private_file relies on os.open's mode, which the "
-                                       "umask narrows; an fchmod to the intended mode is missing (see report)")
 def test_certificates_are_0644_under_a_strict_umask(tmp_path, node_files, umask):
     umask(0o077)
     _, _, paths = staged(tmp_path, node_files)
@@ -180,9 +178,6 @@ def test_root_stages_copies_owned_by_the_run_user(tmp_path, node_files):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the hazard is root following a link the run user planted")
-@pytest.mark.xfail(strict=True, reason="entrypoint bug: stage.ensure_dir chowns and writes through a symlink at "
-                                       "the runtime dir's tls/ (os.chown follows links); postgres -> root escalation "
-                                       "when the runtime dir survives a restart (see report)")
 def test_root_does_not_follow_a_link_planted_in_the_runtime_dir(tmp_path, node_files):
     """The run user owns the runtime dir; on a restart as root, a link it left there must not be followed."""
     user = pwd.getpwnam("postgres")

@@ -338,8 +338,6 @@ MD4CAQEEDlfbupfFSHyjicxVBrM7oAcGBSuBBAAGoSADHgAE1JUerG9Bx0rFYoau
 """
 
 
-@pytest.mark.xfail(strict=True, reason="entrypoint bug: tls._check_pair catches ValueError/TypeError but not "
-                                       "cryptography.exceptions.UnsupportedAlgorithm: traceback, exit 1 (see report)")
 def test_key_on_an_unsupported_curve_is_bad_input(node_files):
     where, what, _ = only_problem(settings_for("require"), {**node_files, KEY: UNSUPPORTED_CURVE_KEY})
     assert where == "PGSSLKEY"
@@ -361,9 +359,6 @@ LABELS = st.sampled_from([b"CERTIFICATE", b"PRIVATE KEY", b"EC PRIVATE KEY", b"R
                           b"ENCRYPTED PRIVATE KEY"])
 
 
-@pytest.mark.xfail(strict=True, reason="entrypoint bug: cryptography parses certificates lazily, so a damaged "
-                                       "public key raises ValueError/UnsupportedAlgorithm later, in key_matches, "
-                                       "outside any handler: traceback, exit 1 (see report)")
 @pytest.mark.parametrize("old, new", [
     ("2a8648ce3d0201", "008648ce3d0201"),  # id-ecPublicKey OID damaged: UnsupportedAlgorithm
     ("03420004", "03420009"),  # EC point damaged: ValueError("Invalid key")
@@ -376,8 +371,6 @@ def test_damaged_certificate_is_bad_input(node, node_files, old, new):
     assert where == "PGSSLCERT"
 
 
-@pytest.mark.xfail(strict=False, reason="finds the two bugs above (lazy certificate parsing, UnsupportedAlgorithm); "
-                                        "drop this mark when they are fixed")
 @hsettings(max_examples=200, deadline=None)
 @given(data=st.data(), mode=st.sampled_from(("prefer",) + TLS_MODES))
 def test_any_file_contents_give_material_or_input_error(node_files, data, mode):
