@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "entrypoint.commands",
     "entrypoint.certtool",
+    "entrypoint.verify",
 )
 
 
