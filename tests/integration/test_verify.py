@@ -324,6 +324,20 @@ class TestUncoveredName:
             {m.name for m in unnamed.members}
 
 
+# ---- mutual TLS: verify presents the connection's client certificate on both ports ----------------
+
+def test_mutual_tls_cluster_is_verified_with_the_connections_client_certificate():
+    with LocalCluster(mode="verify-full", members=1, client_cert_auth=True, scope="vmtls", base_ip=158) as c:
+        c.write_client_ca()
+        member = c.members[0]
+        status, report = verify_json(c.dsn(member))  # the dsn carries sslcert and sslkey
+        assert status == 0, report["findings"]
+        assert {(s["service"], s["tls"], s["chains_to_ca"]) for s in report["members"][0]["served"]} == \
+            {("postgres", True, True), ("restapi", True, True)}
+        without = verify(c.dsn(member, sslcert=None, sslkey=None))
+        assert without.returncode == 2 and "cannot connect" in without.stderr
+
+
 # ---- Citus: coordinator-to-worker links ---------------------------------------------------------
 
 @pytest.mark.citus
@@ -341,7 +355,10 @@ def test_citus_coordinator_to_worker_links_are_encrypted():
             conn.execute("INSERT INTO verify_probe SELECT generate_series(1, 100)")
             assert conn.execute("SELECT count(*) FROM verify_probe").fetchone() == (100,)
             # This session keeps its connections to the worker open while verify looks.
-            status, report = verify_json(c.dsn(coordinator, dbname="citus"))
+            status, report = verify_json(c.dsn(coordinator, dbname="citus"), "--install-view")
+            # Each primary got its own view (nothing propagated), and the worker's labels the link.
+            links = c.query(worker, "SELECT link, ssl FROM ssl_connections WHERE link = 'citus'", dbname="citus")
+            assert links and all(encrypted is True for _, encrypted in links)
         assert status == 0, report["findings"]
         assert report["citus"] is True
         members = {m["name"]: m for m in report["members"]}
