@@ -151,7 +151,7 @@ def observe(args: argparse.Namespace, secrets: list, err: TextIO) -> Observation
     cas = _load_cas(obs.ca_file)
     if args.install_view:
         for member in members:
-            if member.role in ("leader", "primary", "master", "standby_leader"):
+            if member.role in ("leader", "primary", "master"):  # a standby leader is read-only
                 install_view(member, effective, args.timeout, secrets)
                 print(f"patroni-citus-k8s verify: ssl_connections view created or replaced on {member.name} "
                       f"(database {effective.get('dbname')})", file=err)
