@@ -42,6 +42,11 @@ def test_staged_key_is_0600_and_owned_by_postgres(cluster: Cluster, member):
     assert cluster.exec(member, "stat", "-c", "%a %U %G", STAGED_KEY).stdout.split() == ["600", "postgres", "postgres"]
 
 
+def test_members_see_the_secret_files_only_never_the_ca_key(cluster: Cluster):
+    listing = cluster.exec(MEMBERS[0], "ls", "-A", harness.CERT_DIR).stdout.split()
+    assert sorted(listing) == ["ca.crt", "server.crt", "server.key"]
+
+
 @pytest.mark.parametrize("member", MEMBERS)
 def test_patroni_is_pid_1_running_as_postgres(cluster: Cluster, member):
     status = dict(line.split(":", 1) for line in cluster.exec(member, "cat", "/proc/1/status").stdout.splitlines())
