@@ -49,6 +49,7 @@ class Member:
     sql_error: Optional[str] = None
     ssl: Optional[str] = None
     ssl_min_protocol_version: Optional[str] = None
+    plaintext_accepted: Optional[bool] = None  # pg_hba lets a plaintext TCP connection reach authentication
     served: list = field(default_factory=list)  # ServedCert, one per port
     connections: list = field(default_factory=list)
     link_modes: dict = field(default_factory=dict)
@@ -104,6 +105,12 @@ def _member_findings(obs: Observations, member: Member) -> list:
         out.append(Finding(ERROR, "ssl_off", member.name, f"postgres {member.host}:{member.port}",
                            f"ssl is off, but PGSSLMODE={obs.mode} forbids plaintext",
                            "mount the certificate Secret and restart the member (the entrypoint turns ssl on)"))
+    if member.plaintext_accepted and forbids:
+        out.append(Finding(ERROR, "plaintext_accepted", member.name, f"postgres {member.host}:{member.port}",
+                           f"accepts plaintext TCP connections (pg_hba let a non-TLS startup reach "
+                           f"authentication), but PGSSLMODE={obs.mode} forbids plaintext",
+                           f"restart the member with PGSSLMODE={obs.mode}: the entrypoint then puts "
+                           "'hostnossl ... reject' lines before every line that could accept plaintext"))
     if member.ssl_min_protocol_version in OLD_PROTOCOLS:
         out.append(Finding(ERROR, "tls_too_old", member.name, f"postgres {member.host}:{member.port}",
                            f"ssl_min_protocol_version is {member.ssl_min_protocol_version}, below TLSv1.2",

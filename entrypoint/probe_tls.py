@@ -14,6 +14,8 @@ from typing import Optional, Sequence
 
 # PostgreSQL's SSLRequest: length 8, then the magic code 1234.5679 (80877103).
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
+# The user named in the plaintext startup probe: it need not exist, pg_hba judges before that.
+PROBE_USER = "patroni_citus_k8s_verify_probe"
 
 
 class ProbeError(Exception):
@@ -97,6 +99,48 @@ def https_handshake(host: str, port: int, ca_file: Optional[str], client: Option
         if _speaks_plain_http(host, port, timeout):
             return Handshake(tls=False)
         raise tls_error
+
+
+def accepts_plaintext(host: str, port: int, timeout: float) -> Optional[bool]:
+    """Whether PostgreSQL lets a plaintext TCP connection reach authentication; raises ProbeError.
+
+    Sends a StartupMessage without SSL for a user that needs no existence (`PROBE_USER`)
+    and reads the first answer: an authentication request means pg_hba let plaintext
+    through; an error with SQLSTATE 28000 means pg_hba rejected it (the `hostnossl ...
+    reject` lines). No password is ever sent. None when the answer says neither.
+    """
+    params = b"".join(k.encode() + b"\0" + v.encode() + b"\0"
+                      for k, v in (("user", PROBE_USER), ("database", "postgres"),
+                                   ("application_name", "patroni-citus-k8s verify")))
+    body = struct.pack("!I", 196608) + params + b"\0"  # protocol 3.0
+    sock = _connect(host, port, timeout)
+    try:
+        sock.sendall(struct.pack("!I", len(body) + 4) + body)
+        kind = sock.recv(1)
+        reply = b""
+        if kind == b"E":
+            length = struct.unpack("!I", _recv_exactly(sock, 4))[0]
+            reply = _recv_exactly(sock, min(length - 4, 8192))
+    except OSError as exc:
+        raise ProbeError(f"{host}:{port}: no answer to a plaintext startup ({_reason(exc)})") from exc
+    finally:
+        sock.close()
+    if kind == b"R":
+        return True
+    if kind == b"E":
+        fields = {f[:1]: f[1:] for f in reply.split(b"\0") if f}
+        return False if fields.get(b"C") == b"28000" else None
+    return None
+
+
+def _recv_exactly(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        data += chunk
+    return data
 
 
 def _handshake(opener, host: str, port: int, ca_file: Optional[str], client: Optional[ClientCert]) -> Handshake:

@@ -24,16 +24,19 @@ def render_table(obs: Observations, findings: list) -> str:
     lines = [f"verify {obs.target}: judged against sslmode={obs.mode} ({obs.mode_source}); "
              f"CA {obs.ca_file or 'not given'}; expiry warning within {obs.expiry_days} days"
              + ("; Citus" if obs.citus else "")]
-    head = ("member", "group", "role", "port", "tls", "protocol", "cipher", "days left", "name ok", "chain ok", "subject")
+    head = ("member", "group", "role", "port", "tls", "plaintext", "protocol", "cipher", "days left", "name ok",
+            "chain ok", "subject")
     rows = []
     for member in obs.members:
         group = "-" if member.group is None else str(member.group)
         if not member.served:
-            rows.append((member.name, group, member.role or "-", "-", "-", "-", "-", "-", "-", "-", "-"))
+            rows.append((member.name, group, member.role or "-") + ("-",) * 9)
         for served in member.served:
             days = _days_left(served.not_after, obs.observed_at)
+            plaintext = member.plaintext_accepted if served.service == "postgres" else None
             rows.append((member.name, group, member.role or "-", f"{served.service} {served.port}",
                          "unreachable" if served.error else ("yes" if served.tls else "NO"),
+                         "-" if plaintext is None else ("ACCEPTED" if plaintext else "rejected"),
                          served.protocol or "-", served.cipher or "-", "-" if days is None else str(days),
                          _yes_no(served.name_covered), _yes_no(served.chains_to_ca), served.subject or "-"))
     lines += ["", "certificates served"] + _columns(head, rows)
@@ -119,6 +122,8 @@ def render_prometheus(obs: Observations, findings: list) -> str:
                                                              "serves expires.", []),
         "port_tls": ("gauge", "1 when the port answered with TLS, 0 when in plaintext or not at all.", []),
         "member_reachable": ("gauge", "1 when verify could query the member's PostgreSQL.", []),
+        "plaintext_accepted": ("gauge", "1 when the member's pg_hba lets a plaintext TCP connection reach "
+                                        "authentication, 0 when it rejects it.", []),
         "connections": ("gauge", "Network connections a member serves, by link and encryption.", []),
         "findings": ("gauge", "Findings of the last verify run, by severity.", []),
         "verify_timestamp_seconds": ("gauge", "Unix time of the last verify run.", []),
@@ -126,6 +131,9 @@ def render_prometheus(obs: Observations, findings: list) -> str:
     for member in obs.members:
         base = {"member": member.name, "group": "" if member.group is None else member.group}
         metrics["member_reachable"][2].append(_sample("member_reachable", base, 0 if member.sql_error else 1))
+        if member.plaintext_accepted is not None:
+            metrics["plaintext_accepted"][2].append(
+                _sample("plaintext_accepted", base, 1 if member.plaintext_accepted else 0))
         for served in member.served:
             labels = dict(base, service=served.service, host=served.host, port=served.port)
             metrics["port_tls"][2].append(_sample("port_tls", labels, 1 if served.tls and not served.error else 0))

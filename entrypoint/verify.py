@@ -341,7 +341,8 @@ def observe_member(member: Member, effective: dict, ca_file: Optional[str], cas:
 
     import psycopg
 
-    from entrypoint.probe_tls import ProbeError, ServedCert, describe_certificate, https_handshake, postgres_handshake
+    from entrypoint.probe_tls import (ProbeError, ServedCert, accepts_plaintext, describe_certificate, https_handshake,
+                                      postgres_handshake)
 
     try:
         with psycopg.connect(member_conninfo(member, effective), autocommit=True) as conn:
@@ -355,6 +356,10 @@ def observe_member(member: Member, effective: dict, ca_file: Optional[str], cas:
     except ProbeError as exc:
         served.error = str(exc)
     member.served.append(served)
+    try:
+        member.plaintext_accepted = accepts_plaintext(member.host, member.port, timeout)
+    except ProbeError:
+        pass  # the certificate probe above already says the port is unreachable
     if member.api_url:
         url = urllib.parse.urlsplit(member.api_url)
         api = ServedCert("restapi", url.port or DEFAULT_API_PORT, url.hostname or member.host)

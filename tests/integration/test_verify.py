@@ -106,6 +106,7 @@ class TestCleanVerifyFullCluster:
         for member in clean.members:
             observed = members[member.name]
             assert observed["sql_error"] is None and observed["ssl"] == "on"
+            assert observed["plaintext_accepted"] is False  # pg_hba's hostnossl reject answered the probe
             assert {(s["service"], s["port"]) for s in observed["served"]} == {("postgres", 5432), ("restapi", 8008)}
             for served in observed["served"]:
                 assert served["tls"] and served["name_covered"] and served["chains_to_ca"], served
@@ -246,6 +247,7 @@ class TestPlaintextExpiryAndOtherCA:
         assert report["mode"] == "prefer"
         counts = next(m for m in report["members"] if m["name"] == leader.name)["connection_counts"]
         assert counts["client"]["plaintext"] == 1
+        assert [m["plaintext_accepted"] for m in report["members"]] == [True, True]
         assert "plaintext_connection" not in codes(report)
         assert status == 1 and codes(report) == {"different_cas"}  # the odd member's CA, nothing else
 
@@ -256,7 +258,9 @@ class TestPlaintextExpiryAndOtherCA:
         plain = [f for f in report["findings"] if f["code"] == "plaintext_connection"]
         assert len(plain) == 1 and plain[0]["member"] == leader.name and plain[0]["where"] == "client"
         assert "1 plaintext client connection" in plain[0]["what"] and plain[0]["severity"] == "error"
-        # Replication at prefer is weaker than verify-full, whatever it negotiated.
+        # Both members' pg_hba let plaintext through, and replication at prefer is weaker than verify-full.
+        assert {f["member"] for f in report["findings"] if f["code"] == "plaintext_accepted"} == \
+            {m.name for m in mixed.members}
         assert "link_mode_weaker" in codes(report)
         table = verify(mixed.dsn(leader), "--mode", "verify-full")
         assert table.returncode == 1 and "[plaintext_connection]" in table.stdout

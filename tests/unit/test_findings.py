@@ -153,6 +153,19 @@ def test_a_port_without_tls_is_judged_by_the_mode(mode, expected):
         assert findings[0].code == "plaintext_port" and "serves plain HTTP" in findings[0].what
 
 
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"])
+def test_a_member_accepting_plaintext_is_a_finding_where_the_mode_forbids_plaintext(mode):
+    findings = find(observations(member(plaintext_accepted=True), mode=mode))
+    if mode in ("require", "verify-ca", "verify-full"):
+        (f,) = findings
+        assert f.code == "plaintext_accepted" and f.severity == ERROR and f.where == "postgres 10.0.0.1:5432"
+        assert "hostnossl" in f.fix
+    else:
+        assert findings == []
+    for unknown_or_rejected in (False, None):
+        assert find(observations(member(plaintext_accepted=unknown_or_rejected), mode=mode)) == []
+
+
 def test_ssl_off_where_plaintext_is_forbidden():
     m = member(ssl="off")
     assert find(observations(m, mode="prefer")) == []

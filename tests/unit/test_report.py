@@ -29,13 +29,13 @@ def cert(service: str, host: str, days: float, **changes) -> ServedCert:
 
 def sample_observations(citus: bool = False, mode: str = "verify-full") -> Observations:
     primary = Member(name="db-0", host="10.0.0.1", role="leader", group=0 if citus else None, ssl="on",
-                     ssl_min_protocol_version="TLSv1.2",
+                     ssl_min_protocol_version="TLSv1.2", plaintext_accepted=False,
                      served=[cert("postgres", "10.0.0.1", 100), cert("restapi", "10.0.0.1", 100)],
                      connections=[Connection("replication", "db-1 10.0.0.2", True, "TLSv1.3"),
                                   Connection("client", "10.0.0.9", False),
                                   Connection("client", "10.0.0.8", True, "TLSv1.3")])
     replica = Member(name="db-1", host="10.0.0.2", role="replica", group=0 if citus else None, ssl="on",
-                     ssl_min_protocol_version="TLSv1.2",
+                     ssl_min_protocol_version="TLSv1.2", plaintext_accepted=True,
                      served=[cert("postgres", "10.0.0.2", 10), cert("restapi", "10.0.0.2", -1.5)],
                      link_modes={"replication": "verify-full"})
     members = [primary, replica]
@@ -52,11 +52,14 @@ def test_table_shows_every_port_link_and_finding_with_its_fix():
     obs = sample_observations()
     text = render_table(obs, find(obs))
     assert "judged against sslmode=verify-full (--mode)" in text
-    assert re.search(r"db-1\s+-\s+replica\s+restapi 8008\s+yes\s+TLSv1.3\s+\S+\s+-2\s", text)
+    assert re.search(r"db-1\s+-\s+replica\s+restapi 8008\s+yes\s+-\s+TLSv1.3\s+\S+\s+-2\s", text)
+    assert re.search(r"db-0\s+-\s+leader\s+postgres 5432\s+yes\s+rejected\s+TLSv1.3", text)
+    assert re.search(r"db-1\s+-\s+replica\s+postgres 5432\s+yes\s+ACCEPTED\s+TLSv1.3", text)
     assert re.search(r"db-0\s+client\s+1\s+1\s+-", text)
     assert re.search(r"db-1\s+replication\s+0\s+0\s+verify-full", text)
     assert "citus" not in text.split("connections each member serves")[1].split("finding")[0]
     assert "ERROR   [plaintext_connection] db-0 client: 1 plaintext client connection" in text
+    assert "ERROR   [plaintext_accepted] db-1 postgres 10.0.0.2:5432: accepts plaintext TCP connections" in text
     assert "WARNING [cert_expiring] db-1 postgres 10.0.0.2:5432" in text
     assert "ERROR   [cert_expired] db-1 restapi 10.0.0.2:8008" in text
     assert text.count("fix: ") == len(find(obs))
@@ -64,6 +67,7 @@ def test_table_shows_every_port_link_and_finding_with_its_fix():
 
 def test_table_says_so_when_there_is_nothing_to_report():
     obs = sample_observations(mode="prefer")
+    obs.members[0].connections = obs.members[0].connections[:1]
     obs.members[1].served = [cert("postgres", "10.0.0.2", 100)]
     assert find(obs) == []
     assert "no findings" in render_table(obs, [])
@@ -140,7 +144,9 @@ def test_prometheus_counts_encrypted_and_plaintext_per_link():
     assert conns[("db-0", "replication", "true")] == 1 and conns[("db-1", "replication", "true")] == 0
     assert not any(link == "citus" for _, link, _ in conns)  # not a Citus cluster
     findings = {s[1]["severity"]: s[2] for s in samples if s[0] == "patroni_citus_k8s_tls_findings"}
-    assert findings == {"error": 2, "warning": 1}
+    assert findings == {"error": 3, "warning": 1}
+    accepted = {s[1]["member"]: s[2] for s in samples if s[0] == "patroni_citus_k8s_tls_plaintext_accepted"}
+    assert accepted == {"db-0": 0, "db-1": 1}
 
 
 def test_prometheus_has_citus_links_and_groups_for_citus():
