@@ -168,6 +168,42 @@ def test_mutual_tls_coordinator_presents_its_client_certificate_to_workers():
         cluster.cleanup()
 
 
+def assert_citus_left_ssl_alone(cluster, member) -> None:
+    """Citus's citus_setup_ssl() (run by CREATE EXTENSION when ssl is off and node_conninfo says
+    sslmode=require, its compiled-in default) would ALTER SYSTEM SET ssl/ssl_ciphers and write a
+    self-signed server.crt/server.key into the data directory: none of that happened."""
+    auto_conf = sql(cluster, member, "SELECT pg_read_file('postgresql.auto.conf')")[0][0]
+    settings = [line.split("=")[0].strip() for line in auto_conf.splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert not [s for s in settings if s.startswith("ssl") or s.startswith("citus.")], auto_conf
+    sources = sql(cluster, member, "SELECT name, sourcefile FROM pg_file_settings "
+                                   "WHERE name IN ('ssl', 'ssl_ciphers', 'citus.node_conninfo')")
+    assert {name for name, _ in sources} >= {"ssl", "citus.node_conninfo"}
+    for name, sourcefile in sources:
+        assert os.path.basename(sourcefile) == "postgresql.conf", (member.name, name, sourcefile)
+    data_files = {row[0] for row in sql(cluster, member, "SELECT pg_ls_dir('.')")}
+    assert not data_files & {"server.crt", "server.key"}, member.name
+    assert "turning it on during creation of the extension" not in member.log()
+
+
+def test_disable_mode_citus_does_not_turn_ssl_on_behind_our_back():
+    """Where ssl is off, the explicit node_conninfo (sslmode=disable) keeps Citus's auto-SSL from firing."""
+    cluster = LocalCluster(mode="disable", citus_groups=[0], scope="citusplain", base_ip=115)
+    try:
+        start_citus_cluster(cluster, cluster.members)
+        member = cluster.members[0]
+        assert sql(cluster, member, "SELECT extversion FROM pg_extension WHERE extname = 'citus'")
+        assert sql(cluster, member, "SHOW ssl") == [("off",)]
+        assert sql(cluster, member, "SHOW citus.node_conninfo") == [("sslmode=disable",)]
+        assert_citus_left_ssl_alone(cluster, member)
+    except BaseException:
+        dump_logs_uncaptured(cluster)
+        raise
+    finally:
+        cluster.stop()
+        cluster.cleanup()
+
+
 # ---- the main layout -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cluster(request):
@@ -223,6 +259,25 @@ def test_workers_see_the_coordinators_connections_encrypted(cluster):
     assert len(seen) == 2
 
 
+def test_every_node_reaches_every_node_and_a_shard_moves_between_workers(cluster):
+    """Not only coordinator to worker: worker to worker and worker to coordinator at verify-full, and the
+    logical-replication subscription a shard move sets up between two workers."""
+    coord = coordinator(cluster)
+    nodes = {cluster.leader(g).host for g in (0, 1, 2)}
+    health = sql(cluster, coord, "SELECT from_nodename, to_nodename, result FROM citus_check_cluster_node_health()")
+    assert {(a, b) for a, b, _ in health} == {(a, b) for a in nodes for b in nodes}
+    assert all(ok for _, _, ok in health), health
+    w1, w2 = cluster.leader(1).host, cluster.leader(2).host
+    shard = sql(cluster, coord, "SELECT shardid FROM citus_shards WHERE table_name = 'items'::regclass "
+                                "AND nodename = %s ORDER BY shardid LIMIT 1", (w1,))[0][0]
+    move = "SELECT citus_move_shard_placement(%s, %s, 5432, %s, 5432, %s)"
+    sql(cluster, coord, move, (shard, w1, w2, "force_logical"))
+    assert sql(cluster, coord, "SELECT nodename FROM citus_shards WHERE shardid = %s", (shard,)) == [(w2,)]
+    assert sql(cluster, coord, "SELECT count(*) FROM items") == [(ROWS,)]
+    sql(cluster, coord, move, (shard, w2, w1, "block_writes"))
+    assert sql(cluster, coord, "SELECT nodename FROM citus_shards WHERE shardid = %s", (shard,)) == [(w1,)]
+
+
 def test_coordinator_verifies_the_workers_name_not_only_encrypts(cluster):
     """Same worker, same certificate, reached by a name its SANs do not list: Citus's own connection fails."""
     coord, worker = coordinator(cluster), cluster.leader(1)
@@ -241,20 +296,7 @@ def test_node_conninfo_is_what_the_mode_says_and_citus_left_ssl_alone(cluster):
         assert sql(cluster, member, "SHOW citus.node_conninfo") == [(f"sslmode=verify-full sslrootcert={tls}/ca.crt",)]
         assert sql(cluster, member, "SHOW ssl") == [("on",)]
         assert sql(cluster, member, "SHOW ssl_cert_file") == [(f"{tls}/server.crt",)]
-        # Citus's citus_setup_ssl() would ALTER SYSTEM SET ssl/ssl_ciphers and write a self-signed
-        # server.crt into the data directory: none of that happened.
-        auto_conf = sql(cluster, member, "SELECT pg_read_file('postgresql.auto.conf')")[0][0]
-        settings = [line.split("=")[0].strip() for line in auto_conf.splitlines()
-                    if line.strip() and not line.startswith("#")]
-        assert not [s for s in settings if s.startswith("ssl") or s.startswith("citus.")], auto_conf
-        sources = sql(cluster, member, "SELECT name, sourcefile FROM pg_file_settings "
-                                       "WHERE name IN ('ssl', 'ssl_ciphers', 'citus.node_conninfo')")
-        assert {name for name, _ in sources} >= {"ssl", "citus.node_conninfo"}
-        for name, sourcefile in sources:
-            assert os.path.basename(sourcefile) == "postgresql.conf", (member.name, name, sourcefile)
-        data_files = {row[0] for row in sql(cluster, member, "SELECT pg_ls_dir('.')")}
-        assert not data_files & {"server.crt", "server.key"}, member.name
-        assert "turning it on during creation of the extension" not in member.log()
+        assert_citus_left_ssl_alone(cluster, member)
 
 
 def test_distributed_queries_work_after_a_coordinator_switchover(cluster):
