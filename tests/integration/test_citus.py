@@ -153,12 +153,21 @@ def test_mutual_tls_coordinator_presents_its_client_certificate_to_workers():
         for app, _addr, encrypted, version, client_dn in links:
             assert encrypted is True and version in ("TLSv1.2", "TLSv1.3"), app
             assert client_dn == f"/CN={coord.name}", f"{app}: client_dn {client_dn!r}"
+        # the other direction too: a worker's own Citus connection to the coordinator presents its certificate
+        with cluster.connect(worker, dbname=DB) as conn:
+            worker_nodeid = conn.execute("SELECT citus_backend_gpid() / %s", (GPID_NODE_MULTIPLIER,)).fetchone()[0]
+            assert conn.execute("SELECT citus_check_connection_to_node(%s, %s)",
+                                (coord.host, coord.pg_port)).fetchone() == (True,)
+            back = coordinator_links_on(cluster, coord, worker_nodeid)
+        assert back
+        for app, _addr, encrypted, _version, client_dn in back:
+            assert encrypted is True and client_dn == f"/CN={worker.name}", (app, client_dn)
         conninfo = sql(cluster, coord, "SHOW citus.node_conninfo")[0][0]
         tls = os.path.join(coord.runtime_dir, "tls")
         assert conninfo == (f"sslmode=verify-full sslrootcert={tls}/ca.crt "
                             f"sslcert={tls}/server.crt sslkey={tls}/server.key")
         # and a client without a certificate is turned away by the worker
-        with pytest.raises(psycopg.OperationalError, match="certificate"):
+        with pytest.raises(psycopg.OperationalError, match="requires a valid client certificate"):
             sql(cluster, worker, "SELECT 1", sslcert=None, sslkey=None)
     except BaseException:
         dump_logs_uncaptured(cluster)
