@@ -3,7 +3,8 @@
 The suite runs only when PCK_CONTAINER_TESTS=1 (scripts/container-test sets it after
 preparing an engine), so a plain `pytest` never builds images behind anyone's back.
 Variables it reads: PCK_BASE_IMAGE, PCK_ETCD_IMAGE, PCK_WHEELS (from scripts/container-setup),
-PCK_DOCKER and PCK_COMPOSE (which clients to use).
+PCK_DOCKER and PCK_COMPOSE (which clients to use), PCK_CONTAINER_LAYOUT=plain (run the
+plain Patroni layout even when the base has Citus).
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def image(docker: str, base_image: str) -> str:
 
 @pytest.fixture(scope="session")
 def citus(docker: str, base_image: str) -> bool:
+    """Whether the suite runs the Citus layout: when the base has Citus, unless PCK_CONTAINER_LAYOUT=plain."""
+    if os.environ.get("PCK_CONTAINER_LAYOUT") == "plain":
+        return False
     return harness.base_has_citus(docker, base_image)
 
 
@@ -102,8 +106,8 @@ def cluster(docker: str, image: str, citus: bool):
     with open(compose_file, "w") as fh:
         yaml.safe_dump(doc, fh, sort_keys=False)
     layout = ("Citus layout: coordinator group 0 (two members) and worker groups 1 and 2" if citus else
-              "Citus is absent from the base image: plain Patroni layout (PATRONI_CITUS_* dropped from "
-              "docker-compose.yml, four members in one cluster); Citus checks are skipped")
+              "plain Patroni layout (Citus absent from the base image, or PCK_CONTAINER_LAYOUT=plain): "
+              "PATRONI_CITUS_* dropped from docker-compose.yml, four members in one cluster; Citus checks skipped")
     print(f"\ncontainer suite: {' '.join(compose)}; project {project}; {layout}; {harness.ROOT_MEMBER} starts as root")
     cl = Cluster(docker=docker, compose=compose, project=project, compose_file=compose_file, env=env,
                  citus=citus, members=list(MEMBERS_CITUS))

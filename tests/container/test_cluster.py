@@ -129,7 +129,8 @@ def test_patronictl_talks_to_every_rest_api_over_https(cluster: Cluster, members
 
 def test_citus_links_are_encrypted(cluster: Cluster, members_rows):
     if not cluster.citus:
-        pytest.skip("Citus is absent from the base image: plain Patroni layout, no coordinator-to-worker links")
+        pytest.skip("plain Patroni layout (Citus absent from the base image, or PCK_CONTAINER_LAYOUT=plain): "
+                    "no coordinator-to-worker links")
     coordinator = _leaders(members_rows)[0]
     nodes = cluster.psql(coordinator, fqdn(coordinator),
                          "SELECT nodename FROM pg_dist_node WHERE groupid > 0 AND noderole = 'primary' ORDER BY 1",
