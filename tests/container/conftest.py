@@ -78,17 +78,19 @@ def citus(docker: str, base_image: str) -> bool:
     return harness.base_has_citus(docker, base_image)
 
 
-@pytest.fixture(scope="session")
-def cluster(docker: str, image: str, citus: bool):
+@pytest.fixture(scope="session", params=["verify-full", "verify-full+mutual-tls"])
+def cluster(request, docker: str, image: str, citus: bool):
     """Start docker-compose.yml (resolved by the compose CLI itself) and yield a Cluster once every member runs.
 
-    Stops and removes every container, network and volume of the project afterwards,
-    and fails if any is left.
+    Twice: as the file stands (verify-full), then with PCK_CLIENT_CERT_AUTH=true on every
+    member. Stops and removes every container, network and volume of each project
+    afterwards, and fails if any is left.
     """
+    mtls = request.param.endswith("mutual-tls")
     workdir = tempfile.mkdtemp(prefix="pck-container-")
     certs = os.path.join(workdir, "certs")
     os.mkdir(certs)
-    project = f"pcktest{os.getpid()}"
+    project = f"pcktest{os.getpid()}{'mtls' if mtls else ''}"
     env = {
         "PCK_IMAGE": image,
         "PCK_CERTS_DIR": certs,
@@ -101,16 +103,17 @@ def cluster(docker: str, image: str, citus: bool):
     }
     compose = harness.compose_cli()
     rendered = run([*compose, "-f", harness.COMPOSE_FILE, "config"], env=env).stdout
-    doc = harness.derive_compose_file(rendered, citus)
+    doc = harness.derive_compose_file(rendered, citus, mtls)
     compose_file = os.path.join(workdir, "compose.yml")
     with open(compose_file, "w") as fh:
         yaml.safe_dump(doc, fh, sort_keys=False)
     layout = ("Citus layout: coordinator group 0 (two members) and worker groups 1 and 2" if citus else
               "plain Patroni layout (Citus absent from the base image, or PCK_CONTAINER_LAYOUT=plain): "
               "PATRONI_CITUS_* dropped from docker-compose.yml, four members in one cluster; Citus checks skipped")
-    print(f"\ncontainer suite: {' '.join(compose)}; project {project}; {layout}; {harness.ROOT_MEMBER} starts as root")
+    print(f"\ncontainer suite: {request.param}; {' '.join(compose)}; project {project}; {layout}; "
+          f"{harness.ROOT_MEMBER} starts as root")
     cl = Cluster(docker=docker, compose=compose, project=project, compose_file=compose_file, env=env,
-                 citus=citus, members=list(MEMBERS_CITUS))
+                 citus=citus, mtls=mtls, members=list(MEMBERS_CITUS))
     started = time.monotonic()
     try:
         cl.compose_run("up", "-d", "--no-build", timeout=600)

@@ -18,6 +18,7 @@ CERT_DIR = "/etc/ssl/certs/postgresql"
 RUNTIME_DIR = "/run/patroni-citus-k8s"
 CONFIG_FILE = f"{RUNTIME_DIR}/patroni.yml"
 STAGED_KEY = f"{RUNTIME_DIR}/tls/server.key"
+STAGED_CERT = f"{RUNTIME_DIR}/tls/server.crt"
 # The member the suite starts as root, to prove the entrypoint's privilege drop; the
 # others start as the image's default user (postgres).
 ROOT_MEMBER = "citusdemo-2-0"
@@ -84,17 +85,22 @@ def base_has_citus(docker: str, base_image: str) -> bool:
                check=False).returncode == 0
 
 
-def derive_compose_file(rendered: str, citus: bool) -> dict:
+def derive_compose_file(rendered: str, citus: bool, mtls: bool = False) -> dict:
     """Return the suite's variant of the resolved compose file (`compose config` output).
 
-    Two changes, both stated in the suite's output: ROOT_MEMBER starts as root, and
-    without Citus every PATRONI_CITUS_* variable is dropped, so the members form one plain
-    Patroni cluster (one leader, three replicas) instead of three Citus groups.
+    The changes, all stated in the suite's output: ROOT_MEMBER starts as root; without
+    Citus every PATRONI_CITUS_* variable is dropped, so the members form one plain Patroni
+    cluster (one leader, three replicas) instead of three Citus groups; with `mtls` every
+    member gets PCK_CLIENT_CERT_AUTH=true.
     """
     doc = yaml.safe_load(rendered)
     doc.pop("name", None)  # compose v2 adds the project name; -p gives ours
     services = doc["services"]
     services[ROOT_MEMBER]["user"] = "0:0"
+    if mtls:
+        for name, service in services.items():
+            if name.startswith("citusdemo-"):
+                service.setdefault("environment", {})["PCK_CLIENT_CERT_AUTH"] = "true"
     if not citus:
         for service in services.values():
             env = service.get("environment") or {}
@@ -113,6 +119,7 @@ class Cluster:
     compose_file: str
     env: dict
     citus: bool
+    mtls: bool = False
     members: list[str] = field(default_factory=list)
 
     def compose_run(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -137,10 +144,15 @@ class Cluster:
                    check=check, timeout=timeout)
 
     def psql(self, service: str, host: str, sql: str, sslmode: str = "verify-full", dbname: str = "postgres",
-             check: bool = True) -> subprocess.CompletedProcess:
-        """Run `sql` with psql inside `service`, connecting over TCP to `host` as the superuser."""
+             check: bool = True, client_cert: Optional[bool] = None) -> subprocess.CompletedProcess:
+        """Run `sql` with psql inside `service`, connecting over TCP to `host` as the superuser.
+
+        With mutual TLS the member's own staged certificate is presented, unless `client_cert` is False.
+        """
         conninfo = (f"host={host} port=5432 user=postgres dbname={dbname} sslmode={sslmode} "
                     f"sslrootcert={CERT_DIR}/ca.crt connect_timeout=10")
+        if self.mtls if client_cert is None else client_cert:
+            conninfo += f" sslcert={STAGED_CERT} sslkey={STAGED_KEY}"
         return self.exec(service, "psql", conninfo, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql,
                          env={"PGPASSWORD": self.env["PATRONI_SUPERUSER_PASSWORD"]}, check=check)
 

@@ -78,6 +78,15 @@ def test_plaintext_tcp_is_refused(cluster: Cluster, member):
     assert "no encryption" in proc.stderr, proc.stderr
 
 
+def test_mutual_tls_refuses_a_client_without_a_certificate(cluster: Cluster):
+    if not cluster.mtls:
+        pytest.skip("mutual TLS is off in this cluster (PCK_CLIENT_CERT_AUTH unset)")
+    for member in MEMBERS:
+        proc = cluster.psql(_other(member), fqdn(member), "SELECT 1", client_cert=False, check=False)
+        assert proc.returncode != 0
+        assert "certificate" in proc.stderr, proc.stderr
+
+
 def test_a_name_outside_the_certificate_is_refused(cluster: Cluster, docker):
     member = MEMBERS[0]
     ip = harness.run([docker, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
@@ -110,21 +119,25 @@ def test_patronictl_talks_to_every_rest_api_over_https(cluster: Cluster, members
         out = cluster.patronictl(MEMBERS[0], *args).stdout
         seen |= {m for m in MEMBERS if f"{m}: Patroni" in out}
     assert seen == set(MEMBERS)
-    # And the REST API itself: HTTPS verified against the CA by name, plain HTTP not served.
+    # And the REST API itself: HTTPS verified against the CA by name, plain HTTP not served,
+    # and with mutual TLS no answer to a client without a certificate.
     script = (
         "import json, ssl, sys, urllib.request\n"
-        "ctx = ssl.create_default_context(cafile='/etc/ssl/certs/postgresql/ca.crt')\n"
-        "host = sys.argv[1]\n"
-        "state = json.load(urllib.request.urlopen(f'https://{host}:8008/patroni', context=ctx, timeout=10))\n"
-        "try:\n"
-        "    urllib.request.urlopen(f'http://{host}:8008/patroni', timeout=10)\n"
-        "    plain = 'served'\n"
-        "except Exception as exc:\n"
-        "    plain = 'refused'\n"
-        "print(json.dumps({'state': state['state'], 'plain': plain}))\n")
+        "host, mtls = sys.argv[1], sys.argv[2] == 'true'\n"
+        "def attempt(url, cert):\n"
+        "    ctx = ssl.create_default_context(cafile='/etc/ssl/certs/postgresql/ca.crt')\n"
+        f"    if cert: ctx.load_cert_chain('{harness.STAGED_CERT}', '{harness.STAGED_KEY}')\n"
+        "    try:\n"
+        "        return json.load(urllib.request.urlopen(url, context=ctx, timeout=10))['state']\n"
+        "    except Exception:\n"
+        "        return 'refused'\n"
+        "print(json.dumps({'https': attempt(f'https://{host}:8008/patroni', mtls),\n"
+        "                  'https-no-cert': attempt(f'https://{host}:8008/patroni', False),\n"
+        "                  'http': attempt(f'http://{host}:8008/patroni', False)}))\n")
+    expected = {"https": "running", "https-no-cert": "refused" if cluster.mtls else "running", "http": "refused"}
     for member in MEMBERS:
-        result = json.loads(cluster.exec(_other(member), "python3", "-c", script, fqdn(member)).stdout)
-        assert result == {"state": "running", "plain": "refused"}, (member, result)
+        out = cluster.exec(_other(member), "python3", "-c", script, fqdn(member), str(cluster.mtls).lower()).stdout
+        assert json.loads(out) == expected, (member, out)
 
 
 def test_citus_links_are_encrypted(cluster: Cluster, members_rows):
