@@ -1,8 +1,11 @@
 """A real Citus cluster at verify-full, every member started through `run`: what the servers themselves report.
 
-Layout: coordinator group 0 with a replica, workers in groups 1 and 2 (4 members). For the
-worker failover a replica for group 1 is started after the coordinator switchover, in place
-of the coordinator's replica, so no more than 4 members run at once on this 2-core machine.
+Main layout (127.0.0.101-105): coordinator group 0 with a replica, workers in groups 1 and 2
+(4 members). For the worker failover a replica for group 1 is started after the coordinator
+switchover, in place of the coordinator's replica, so no more than 4 members run at once on
+this 2-core machine. Two small clusters of their own run first and are gone before the main
+one starts: mutual TLS (coordinator + worker, 127.0.0.111-112) and PGSSLMODE=disable
+(a lone coordinator, 127.0.0.115).
 
 On 127.0.0.x every outgoing connection leaves from 127.0.0.1 (the kernel's source address for
 127.0.0.0/8), so a worker cannot tell the coordinator by `client_addr`. The coordinator's
