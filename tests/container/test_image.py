@@ -27,7 +27,7 @@ def test_healthcheck_uses_the_tls_aware_probe(docker, image):
 
 
 def test_runs_as_postgres_999_by_default(docker, image):
-    assert _config(docker, image)["User"] == "postgres"
+    assert _config(docker, image)["User"] == "999:999"  # numeric: Kubernetes can check runAsNonRoot
     out = run([docker, "run", "--rm", "--network=none", "--entrypoint", "id", image]).stdout
     assert out.startswith("uid=999(postgres) gid=999(postgres)"), out
 
