@@ -28,7 +28,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, REPO)
 
 from entrypoint.certgen import DEFAULT_KEY_TYPE  # noqa: E402
-from tests.support.cluster import PG_BIN, free_port, stop_pid, wait_for  # noqa: E402
+from tests.support.cluster import PG_BIN, free_port, standalone_env, stop_pid, wait_for  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 KEY_TYPES = ("rsa-2048", "ecdsa-p256")
@@ -129,11 +129,7 @@ def main() -> int:
         os.chown(base, postgres.pw_uid, postgres.pw_gid)
         port = free_port()
         first = f"{base}/{KEY_TYPES[0]}"
-        env = {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": f"{first}/ca.crt", "PGSSLCERT": f"{first}/server.crt",
-               "PGSSLKEY": f"{first}/server.key", "PCK_RUNTIME_DIR": f"{base}/run", "PCK_SOCKET_DIR": f"{base}/sock",
-               "PATRONI_SCOPE": "bench", "PATRONI_NAME": "bench-0", "PATRONI_POSTGRESQL_DATA_DIR": f"{base}/data",
-               "PATRONI_POSTGRESQL_LISTEN": f"{LOOPBACK}:{port}", "PATRONI_RESTAPI_LISTEN": f"{LOOPBACK}:{free_port()}",
-               "PATRONI_SUPERUSER_PASSWORD": "unused", "PATRONI_REPLICATION_PASSWORD": "unused"}
+        env = standalone_env(base, first, LOOPBACK, port, scope="bench", name="bench-0")
         init = entrypoint("run", "--", f"{PG_BIN}/initdb", "-D", f"{base}/data", "-U", "postgres", "--auth=trust",
                           "--no-sync", env=env)
         if init.returncode:

@@ -16,7 +16,7 @@ import tempfile
 
 import pytest
 
-from tests.support.cluster import ENTRYPOINT, PG_BIN, free_port, stop_pid, wait_for
+from tests.support.cluster import ENTRYPOINT, PG_BIN, free_port, standalone_env, stop_pid, wait_for
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -37,19 +37,6 @@ def generate(out_dir: str, *flags: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def run_env(base: str, certs: str, port: int) -> dict:
-    """The variables `run` needs for a verify-full node listening on 127.0.0.1:port."""
-    return {
-        "PGSSLMODE": "verify-full",
-        "PGSSLROOTCERT": f"{certs}/ca.crt", "PGSSLCERT": f"{certs}/server.crt", "PGSSLKEY": f"{certs}/server.key",
-        "PCK_RUNTIME_DIR": f"{base}/run", "PCK_SOCKET_DIR": f"{base}/sock",
-        "PATRONI_SCOPE": "citusdemo", "PATRONI_NAME": "citusdemo-0-0",
-        "PATRONI_POSTGRESQL_LISTEN": f"{LOOPBACK}:{port}", "PATRONI_POSTGRESQL_DATA_DIR": f"{base}/data",
-        "PATRONI_RESTAPI_LISTEN": f"{LOOPBACK}:{free_port()}",
-        "PATRONI_SUPERUSER_PASSWORD": "unused-here", "PATRONI_REPLICATION_PASSWORD": "unused-here",
-    }
-
-
 @pytest.fixture(scope="module", params=["ecdsa-p256", "rsa-2048"])
 def server(request):
     """A PostgreSQL 15 serving a freshly generated certificate of the given key type."""
@@ -66,7 +53,7 @@ def server(request):
         generate(other)  # an unrelated CA with the same names
         os.chown(base, postgres.pw_uid, postgres.pw_gid)
         port = free_port()
-        env = run_env(base, certs, port)
+        env = standalone_env(base, certs, LOOPBACK, port, scope="citusdemo", name="citusdemo-0-0")
         argv, full_env = entrypoint("run", "--", f"{PG_BIN}/initdb", "-D", f"{base}/data", "-U", "postgres",
                                     "--auth=trust", "--no-sync", env=env)
         init = subprocess.run(argv, env=full_env, capture_output=True, text=True)

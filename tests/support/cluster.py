@@ -370,6 +370,20 @@ class LocalCluster:
                               env=env, capture_output=True, text=True, check=check, timeout=120)
 
 
+def standalone_env(base: str, certs: str, host: str, port: int, scope: str, name: str) -> dict:
+    """What `run -- COMMAND` needs for one verify-full PostgreSQL on host:port without Patroni
+    (a certificate test or benchmark): certificates in `certs`, everything else under `base`."""
+    return {
+        "PGSSLMODE": "verify-full",
+        "PGSSLROOTCERT": f"{certs}/ca.crt", "PGSSLCERT": f"{certs}/server.crt", "PGSSLKEY": f"{certs}/server.key",
+        "PCK_RUNTIME_DIR": f"{base}/run", "PCK_SOCKET_DIR": f"{base}/sock",
+        "PATRONI_SCOPE": scope, "PATRONI_NAME": name,
+        "PATRONI_POSTGRESQL_LISTEN": f"{host}:{port}", "PATRONI_POSTGRESQL_DATA_DIR": f"{base}/data",
+        "PATRONI_RESTAPI_LISTEN": f"{host}:{free_port()}",
+        "PATRONI_SUPERUSER_PASSWORD": "unused-here", "PATRONI_REPLICATION_PASSWORD": "unused-here",
+    }
+
+
 def _quote(value: str) -> str:
     if value and all(c.isalnum() or c in "/._-:" for c in value):
         return value
