@@ -67,27 +67,61 @@ def wait_for(what: str, predicate, timeout: float, interval: float = 0.5):
 
 
 class Etcd:
-    """One etcd member on loopback, its data in a temporary directory."""
+    """One etcd member on loopback, its data in a temporary directory.
 
-    def __init__(self, workdir: str) -> None:
+    With `ca`, clients must use HTTPS and present a certificate from that CA (mutual
+    TLS); the client pair for the members is then in `tls_dir`, readable by root only,
+    as a Secret mounted without fsGroup would be.
+    """
+
+    def __init__(self, workdir: str, ca: Optional[TestCA] = None) -> None:
         self.dir = os.path.join(workdir, "etcd")
         self.client_port = free_port()
         self.peer_port = free_port()
-        self.url = f"http://127.0.0.1:{self.client_port}"
+        self.ca = ca
+        self.tls_dir = os.path.join(workdir, "etcd-tls")
+        self.url = f"{'https' if ca else 'http'}://127.0.0.1:{self.client_port}"
         self.proc: Optional[subprocess.Popen] = None
         self.log_path = os.path.join(workdir, "etcd.log")
 
+    def _write_tls(self) -> list:
+        os.makedirs(self.tls_dir, mode=0o700, exist_ok=True)
+        server, client = self.ca.issue("127.0.0.1", cn="etcd"), self.ca.issue(cn="patroni")
+        self.ca.write_dir(self.tls_dir, server)  # ca.crt, server.crt, server.key
+        self.ca.write_dir(self.tls_dir, client, names=("ca.crt", "client.crt", "client.key"))
+        t = self.tls_dir
+        return ["--cert-file", f"{t}/server.crt", "--key-file", f"{t}/server.key",
+                "--client-cert-auth", "--trusted-ca-file", f"{t}/ca.crt"]
+
+    def client_env(self) -> dict:
+        """Patroni's own etcd3 variables for this etcd."""
+        env = {"PATRONI_ETCD3_HOSTS": f"127.0.0.1:{self.client_port}"}
+        if self.ca:
+            env.update({"PATRONI_ETCD3_PROTOCOL": "https", "PATRONI_ETCD3_CACERT": f"{self.tls_dir}/ca.crt",
+                        "PATRONI_ETCD3_CERT": f"{self.tls_dir}/client.crt",
+                        "PATRONI_ETCD3_KEY": f"{self.tls_dir}/client.key"})
+        return env
+
+    def _healthy(self) -> bool:
+        context = None
+        if self.ca:
+            context = ssl.create_default_context(cafile=f"{self.tls_dir}/ca.crt")
+            context.load_cert_chain(f"{self.tls_dir}/client.crt", f"{self.tls_dir}/client.key")
+        with urllib.request.urlopen(f"{self.url}/health", timeout=2, context=context) as resp:
+            return resp.status == 200
+
     def start(self) -> None:
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        tls_args = self._write_tls() if self.ca else []
         peer = f"http://127.0.0.1:{self.peer_port}"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [ETCD, "--name", "e0", "--data-dir", self.dir,
                  "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                  "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                 "--initial-cluster", f"e0={peer}", "--initial-cluster-state", "new"],
+                 "--initial-cluster", f"e0={peer}", "--initial-cluster-state", "new", *tls_args],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for("etcd health", lambda: _http_ok(f"{self.url}/health"), 30)
+        wait_for("etcd health", self._healthy, 30)
 
     def stop(self) -> None:
         stop_pid(self.proc)
@@ -144,14 +178,14 @@ class LocalCluster:
 
     def __init__(self, mode: str = "verify-full", members: int = 3, citus_groups: Optional[list] = None,
                  client_cert_auth: bool = False, scope: str = "demo", base_ip: int = 11,
-                 workdir: Optional[str] = None, with_certs: Optional[bool] = None) -> None:
+                 workdir: Optional[str] = None, with_certs: Optional[bool] = None, etcd_tls: bool = False) -> None:
         self.mode = mode
         self.scope = scope
         self.client_cert_auth = client_cert_auth
         self.workdir = workdir or tempfile.mkdtemp(prefix="pck-cluster-", dir="/tmp")
         os.chmod(self.workdir, 0o755)  # postgres must traverse it to its runtime and data dirs
-        self.etcd = Etcd(self.workdir)
         self.ca = TestCA(f"{scope} test CA")
+        self.etcd = Etcd(self.workdir, TestCA(f"{scope} etcd CA") if etcd_tls else None)
         with_certs = mode != "disable" if with_certs is None else with_certs
         groups = citus_groups if citus_groups is not None else [None] * members
         self.members: list = []
@@ -181,7 +215,7 @@ class LocalCluster:
             "PCK_SOCKET_DIR": member.socket_dir,
             "PATRONI_SCOPE": self.scope,
             "PATRONI_NAME": member.name,
-            "PATRONI_ETCD3_HOSTS": f"127.0.0.1:{self.etcd.client_port}",
+            **self.etcd.client_env(),
             "PATRONI_POSTGRESQL_LISTEN": f"{member.host}:{member.pg_port}",
             "PATRONI_POSTGRESQL_CONNECT_ADDRESS": f"{member.host}:{member.pg_port}",
             "PATRONI_RESTAPI_LISTEN": f"{member.host}:{member.api_port}",
@@ -363,8 +397,7 @@ class LocalCluster:
 
     def patronictl(self, member: Member, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """patronictl as the postgres user, with the member's rendered config (TLS client settings included)."""
-        env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "LANG": "C.UTF-8",
-               "PATRONI_ETCD3_HOSTS": f"127.0.0.1:{self.etcd.client_port}",
+        env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "LANG": "C.UTF-8", **self.etcd.client_env(),
                "PATRONI_RESTAPI_USERNAME": "patroni", "PATRONI_RESTAPI_PASSWORD": RESTAPI_PASSWORD}
         return subprocess.run([RUNUSER, "-u", "postgres", "--", PATRONICTL, "-c", member.config_file, *args],
                               env=env, capture_output=True, text=True, check=check, timeout=120)
@@ -388,11 +421,6 @@ def _quote(value: str) -> str:
     if value and all(c.isalnum() or c in "/._-:" for c in value):
         return value
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as resp:
-        return resp.status == 200
 
 
 def stop_pid(proc: Optional[subprocess.Popen], sig: int = signal.SIGTERM, timeout: float = 30) -> None:
