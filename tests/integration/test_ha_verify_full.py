@@ -127,3 +127,9 @@ def test_failover_after_kill_9_and_old_primary_rejoins_over_tls(cluster):
     assert names[old.name][1] is True
     state = cluster.member_state(old)
     assert state["role"] == "replica"
+    # When the crashed primary had diverged, Patroni rewound it from the new one: over verify-full.
+    rewinds = [line for line in old.log().splitlines() if "running pg_rewind from" in line and "host=" in line]
+    for line in rewinds:
+        assert "sslmode=verify-full" in line and "sslrootcert=" in line
+    if rewinds:
+        assert "pg_rewind exit code=0" in old.log()
