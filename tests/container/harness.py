@@ -19,6 +19,7 @@ RUNTIME_DIR = "/run/patroni-citus-k8s"
 CONFIG_FILE = f"{RUNTIME_DIR}/patroni.yml"
 STAGED_KEY = f"{RUNTIME_DIR}/tls/server.key"
 STAGED_CERT = f"{RUNTIME_DIR}/tls/server.crt"
+DATA_DIR = "/var/lib/postgresql/data/pgdata"
 # The member the suite starts as root, to prove the entrypoint's privilege drop; the
 # others start as the image's default user (postgres).
 ROOT_MEMBER = "citusdemo-2-0"
@@ -162,6 +163,45 @@ class Cluster:
     def members_state(self, service: str) -> list[dict]:
         """Return `patronictl list` as JSON rows, read inside `service`."""
         return json.loads(self.patronictl(service, "list", "-f", "json").stdout)
+
+    @property
+    def certs_dir(self) -> str:
+        """The host directory the `certs` service writes (PCK_CERTS_DIR); members mount its `node/`."""
+        return self.env["PCK_CERTS_DIR"]
+
+    def refresh_node_certs(self) -> subprocess.CompletedProcess:
+        """Run the one-shot `certs` service again, as a user does after renewing: it keeps the
+        certificates in the certs directory and copies ca.crt, server.crt and server.key into
+        `node/`, the directory every member mounts read-only."""
+        return self.compose_run("run", "--rm", "-T", "certs", timeout=300)
+
+    def ip(self, service: str) -> str:
+        """Return the container's address on the project network (the host reaches it directly)."""
+        out = run([self.docker, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                   self.container(service)]).stdout.split()
+        if len(out) != 1:
+            raise AssertionError(f"expected one address for {service}, found {out}")
+        return out[0]
+
+    def logs(self, service: str) -> str:
+        """Return everything the container wrote so far (stdout and stderr)."""
+        proc = run([self.docker, "logs", self.container(service)], timeout=120)
+        return proc.stdout + proc.stderr
+
+    def identity(self, service: str) -> dict:
+        """What changes when a container, Patroni or PostgreSQL restarts: the container id, its start time
+        and restart count, PID 1's command and start time (in clock ticks since boot), the postmaster's PID."""
+        container = self.container(service)
+        started, restarts = run([self.docker, "inspect", "-f", "{{.State.StartedAt}} {{.RestartCount}}",
+                                 container]).stdout.split()
+        pid1 = self.exec(service, "cat", "/proc/1/stat").stdout
+        # Field 22 of /proc/PID/stat is the start time; fields after the command in parentheses.
+        pid1_start = pid1.rsplit(")", 1)[1].split()[19]
+        cmdline = self.exec(service, "cat", "/proc/1/cmdline").stdout.split("\0")
+        postmaster = self.exec(service, "head", "-n", "1", f"{DATA_DIR}/postmaster.pid").stdout.strip()
+        return {"container": container, "started": started, "restarts": restarts,
+                "pid1_patroni": any(arg.endswith("/patroni") for arg in cmdline),
+                "pid1_start": pid1_start, "postmaster": postmaster}
 
     def leftovers(self) -> list[str]:
         """Return the containers and networks of this project that still exist."""
