@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import shlex
 import signal
 import socket
 import ssl
@@ -191,7 +192,8 @@ class LocalCluster:
         self.members: list = []
         for i, group in enumerate(groups):
             host = f"127.0.0.{base_ip + i}"
-            name = f"{scope}-{group}-{i}" if group is not None else f"{scope}-{i}"
+            # Pod names as the chart's StatefulSets give them: <scope>-<group>-<ordinal in the group>.
+            name = f"{scope}-{group}-{groups[:i].count(group)}" if group is not None else f"{scope}-{i}"
             member = Member(name=name, host=host, group=group, workdir=os.path.join(self.workdir, name))
             if with_certs:
                 member.pair = self.ca.issue(host, cn=name)
@@ -460,15 +462,18 @@ def _up() -> int:
     leader = cluster.leader(0 if citus else None)
     os.makedirs(os.path.dirname(STATE_FILE), exist_ok=True)
     with open(STATE_FILE, "w", encoding="utf-8") as handle:
-        json.dump({"workdir": cluster.workdir, "pids": [m.proc.pid for m in cluster.members] + [cluster.etcd.proc.pid]},
-                  handle)
+        json.dump({"up": os.getpid(), "workdir": cluster.workdir,
+                   "pids": [m.proc.pid for m in cluster.members] + [cluster.etcd.proc.pid]}, handle)
     print("cluster is up (PGSSLMODE=verify-full on every link):")
     for member in cluster.members:
         print(f"  {member.name:<16} {member.host}:5432  REST https://{member.host}:8008  log {member.log_path}")
+    dsn = f"host={leader.host} user=postgres dbname={'citus' if citus else 'postgres'} sslmode=verify-full sslrootcert={ca}"
+    password = shlex.quote(SUPERUSER_PASSWORD)
     print("\nconnect:")
-    print(f"  PGPASSWORD='{SUPERUSER_PASSWORD}' psql 'host={leader.host} user=postgres dbname=postgres "
-          f"sslmode=verify-full sslrootcert={ca}'")
-    print(f"  runuser -u postgres -- {PATRONICTL} -c {leader.config_file} list")
+    print(f"  PGPASSWORD={password} psql '{dsn}'")
+    print(f"  PGPASSWORD={password} {ENTRYPOINT} verify '{dsn}'")
+    print(f"  {RUNUSER} -u postgres -- env PATRONI_ETCD3_HOSTS=127.0.0.1:{cluster.etcd.client_port} "
+          f"{PATRONICTL} -c {leader.config_file} list")
     print("\nCtrl-C or `scripts/cluster down` stops it.")
     try:
         while all(m.proc.poll() is None for m in cluster.members):
@@ -480,11 +485,15 @@ def _up() -> int:
     finally:
         cluster.stop()
         cluster.cleanup()
-        try:
-            os.unlink(STATE_FILE)
-        except FileNotFoundError:
-            pass
+        _forget_state()
     return 0
+
+
+def _forget_state() -> None:
+    try:
+        os.unlink(STATE_FILE)
+    except FileNotFoundError:
+        pass
 
 
 def _down() -> int:
@@ -494,6 +503,12 @@ def _down() -> int:
     except FileNotFoundError:
         print("no local cluster is running")
         return 0
+    # Ask the `up` process to stop its cluster as on Ctrl-C; by PID only if it is gone or stuck.
+    try:
+        os.kill(state["up"], signal.SIGINT)
+        wait_for("the cluster to stop", lambda: not os.path.exists(f"/proc/{state['up']}"), 90)
+    except (ProcessLookupError, TimeoutError):
+        pass
     for pid in state["pids"]:
         try:
             os.kill(pid, signal.SIGTERM)
@@ -508,7 +523,7 @@ def _down() -> int:
         except (ProcessLookupError, PermissionError):
             pass
     shutil.rmtree(state["workdir"], ignore_errors=True)
-    os.unlink(STATE_FILE)
+    _forget_state()
     print("stopped")
     return 0
 
