@@ -1,4 +1,4 @@
-"""The command-line edge: the only place that reads os.environ and maps errors to exit codes."""
+"""The command-line entry: builds the parser from the command modules and returns their exit status."""
 
 from __future__ import annotations
 

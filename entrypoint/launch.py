@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-from entrypoint.errors import Collector
+from entrypoint.errors import InputError, Problem
 from entrypoint.settings import PATRONI_TLS_FILE_VARS, Settings
 from entrypoint.stage import StagedPaths, ensure_dir, write_private_file
 
@@ -34,33 +34,21 @@ def resolve_run_user(settings: Settings, euid: int) -> RunUser:
     Raises InputError when root is asked to drop to a user that does not exist.
     """
     if euid != 0:
-        entry = pwd.getpwuid(euid) if _has_uid(euid) else None
-        name = entry.pw_name if entry else str(euid)
-        home = entry.pw_dir if entry else os.environ.get("HOME", "/tmp")
-        return RunUser(name, euid, os.getegid(), home, tuple(os.getgroups()))
+        try:
+            entry = pwd.getpwuid(euid)
+        except KeyError:  # an arbitrary uid (OpenShift-style) has no passwd entry
+            return RunUser(str(euid), euid, os.getegid(), os.environ.get("HOME", "/tmp"), tuple(os.getgroups()))
+        return RunUser(entry.pw_name, euid, os.getegid(), entry.pw_dir, tuple(os.getgroups()))
     try:
         entry = pwd.getpwnam(settings.run_as)
     except KeyError:
-        bad = Collector()
-        bad.add("PCK_RUN_AS", f"user {settings.run_as!r} does not exist in this image",
-                "set PCK_RUN_AS to the user PostgreSQL is installed for (usually postgres)")
-        bad.raise_if_any()
-        raise
+        raise InputError([Problem("PCK_RUN_AS", f"user {settings.run_as!r} does not exist in this image",
+                                  "set PCK_RUN_AS to the user PostgreSQL is installed for (usually postgres)")])
     if entry.pw_uid == 0:
-        bad = Collector()
-        bad.add("PCK_RUN_AS", f"{settings.run_as!r} is root, and PostgreSQL refuses to run as root",
-                "set PCK_RUN_AS to an unprivileged user such as postgres")
-        bad.raise_if_any()
+        raise InputError([Problem("PCK_RUN_AS", f"{settings.run_as!r} is root, and PostgreSQL refuses to run as root",
+                                  "set PCK_RUN_AS to an unprivileged user such as postgres")])
     groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
     return RunUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, groups)
-
-
-def _has_uid(uid: int) -> bool:
-    try:
-        pwd.getpwuid(uid)
-    except KeyError:
-        return False
-    return True
 
 
 def exec_environment(env: Mapping[str, str], settings: Settings, paths: StagedPaths, user: RunUser) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os.path
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
@@ -129,6 +128,12 @@ class Settings:
         return self.citus_group is not None
 
 
+def config_file_path(env: Mapping[str, str]) -> str:
+    """Where `run` writes Patroni's YAML (and `probe` reads it): PCK_CONFIG_FILE, else in the runtime dir."""
+    runtime_dir = env.get("PCK_RUNTIME_DIR", DEFAULT_RUNTIME_DIR).rstrip("/") or "/"
+    return env.get("PCK_CONFIG_FILE") or os.path.join(runtime_dir, "patroni.yml")
+
+
 def parse_bool(value: str) -> Optional[bool]:
     """Return True/False for the usual spellings, None for anything else ("false" is False)."""
     word = value.strip().lower()
@@ -166,14 +171,6 @@ def _first_listen_host(listen: str) -> str:
 
 def _is_wildcard(host: str) -> bool:
     return host in ("*", "0.0.0.0", "::", "")
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _default_file(cert_dir: str, names: tuple, entries: frozenset) -> str:
@@ -238,7 +235,7 @@ def parse_settings(env: Mapping[str, str], facts: HostFacts = HostFacts()) -> Se
     watch_interval = _seconds(bad, env, "PCK_CERT_WATCH_INTERVAL", 1.0)
 
     runtime_dir = get("PCK_RUNTIME_DIR", DEFAULT_RUNTIME_DIR).rstrip("/") or "/"
-    config_file = get("PCK_CONFIG_FILE") or os.path.join(runtime_dir, "patroni.yml")
+    config_file = config_file_path(env)
     socket_dir = get("PCK_SOCKET_DIR", DEFAULT_SOCKET_DIR)
     for var, path in (("PCK_RUNTIME_DIR", runtime_dir), ("PCK_CONFIG_FILE", config_file),
                       ("PCK_SOCKET_DIR", socket_dir)):
