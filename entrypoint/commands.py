@@ -10,7 +10,7 @@ import sys
 from typing import Mapping, Optional
 
 from entrypoint.errors import EXIT_BAD_INPUT, InputError
-from entrypoint.settings import DEFAULT_CERT_DIR, DEFAULT_RUNTIME_DIR, HostFacts, Settings, parse_settings
+from entrypoint.settings import DEFAULT_CERT_DIR, HostFacts, Settings, config_file_path, parse_settings
 from entrypoint.tls import TlsMaterial, check_material, files_to_read, name_covered, read_files, san_names
 from entrypoint.stage import plan_paths, stage_material
 from entrypoint.render import RenderBug, build_config, render_for, render_yaml
@@ -183,10 +183,6 @@ def check_report(settings: Settings, material: TlsMaterial) -> str:
     return "\n".join(lines)
 
 
-def _config_path(env: Mapping[str, str]) -> str:
-    return env.get("PCK_CONFIG_FILE") or os.path.join(env.get("PCK_RUNTIME_DIR", DEFAULT_RUNTIME_DIR), "patroni.yml")
-
-
 def cmd_probe(args: argparse.Namespace) -> int:
     """Exit 0 when the local REST API answers 200 for the kind asked, 1 otherwise."""
     import ssl
@@ -195,7 +191,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     import yaml
 
-    path = _config_path(os.environ)
+    path = config_file_path(os.environ)
     try:
         with open(path, encoding="utf-8") as handle:
             config = yaml.safe_load(handle)
@@ -204,18 +200,20 @@ def cmd_probe(args: argparse.Namespace) -> int:
         return 1
     restapi = config.get("restapi", {})
     ctl = config.get("ctl", {})
-    port = str(restapi.get("listen", ":8008")).rpartition(":")[2]
+    listen_host, _, port = str(restapi.get("listen", ":8008")).rpartition(":")
+    # A wildcard listen is reached on loopback; a specific address only on itself.
+    host = "127.0.0.1" if listen_host.strip("[]") in ("", "*", "0.0.0.0", "::") else listen_host
     scheme = "https" if restapi.get("certfile") else "http"
     context: Optional[ssl.SSLContext] = None
     if scheme == "https":
-        # Local call to 127.0.0.1: the chain is checked when there is a CA, the name cannot be.
+        # A local call by address: the chain is checked when there is a CA, the name cannot be.
         context = ssl.create_default_context(cafile=ctl.get("cacert") or restapi.get("cafile"))
         context.check_hostname = False
         if not (ctl.get("cacert") or restapi.get("cafile")):
             context.verify_mode = ssl.CERT_NONE
         if restapi.get("verify_client") == "required":
             context.load_cert_chain(ctl.get("certfile") or restapi["certfile"], ctl.get("keyfile") or restapi["keyfile"])
-    url = f"{scheme}://127.0.0.1:{port}/{args.kind}"
+    url = f"{scheme}://{host}:{port}/{args.kind}"
     try:
         with urllib.request.urlopen(url, timeout=args.timeout, context=context) as response:
             return 0 if response.status == 200 else 1

@@ -51,3 +51,19 @@ def test_patronictl_works_with_the_ctl_certificate(cluster):
 def test_runtime_copies_hold_the_client_pair(cluster):
     tls = os.path.join(cluster.members[0].runtime_dir, "tls")
     assert {"server.crt", "server.key", "ca.crt"} <= set(os.listdir(tls))
+
+
+def test_probe_answers_through_the_mutual_tls_rest_api(cluster):
+    """The pod probe, run as postgres, reaches the local REST API with the ctl client certificate."""
+    import subprocess
+    from tests.support.cluster import ENTRYPOINT, RUNUSER
+    member = cluster.members[0]
+    env = {"PATH": "/usr/bin:/bin", "PCK_RUNTIME_DIR": member.runtime_dir}
+    for kind in ("liveness", "readiness"):
+        result = subprocess.run([RUNUSER, "-u", "postgres", "--", ENTRYPOINT, "probe", kind], env=env,
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+    stopped = dict(env, PCK_RUNTIME_DIR="/nonexistent")
+    result = subprocess.run([RUNUSER, "-u", "postgres", "--", ENTRYPOINT, "probe", "readiness"], env=stopped,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "cannot read" in result.stderr
