@@ -18,11 +18,11 @@ find_certtool() {
         echo patroni-citus-k8s
     elif [ -x /opt/patroni-citus-k8s/venv/bin/patroni-citus-k8s ]; then
         echo /opt/patroni-citus-k8s/venv/bin/patroni-citus-k8s
-    elif [ -f "$here/entrypoint/__main__.py" ] && PYTHONPATH="$here" python3 -c 'import entrypoint.cli, entrypoint.certgen' >/dev/null 2>&1; then
+    elif [ -f "$here/entrypoint/__main__.py" ] && PYTHONPATH="$here" python3 -c 'import entrypoint.cli, entrypoint.certs.commands' >/dev/null 2>&1; then
         echo "python3 -m entrypoint"
     else
         echo "generate-ssl-certs.sh: cannot find patroni-citus-k8s (nor a python3 that can import this checkout's entrypoint package):" \
-             "install it with sudo scripts/setup, or put it on PATH" >&2
+             "install it with scripts/setup (as root), or put it on PATH" >&2
         return 2
     fi
 }

@@ -27,7 +27,7 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-from entrypoint.certgen import DEFAULT_KEY_TYPE  # noqa: E402
+from entrypoint.pki.keys import DEFAULT_KEY_TYPE  # noqa: E402
 from tests.support.cluster import PG_BIN, free_port, standalone_env, stop_pid, wait_for  # noqa: E402
 
 LOOPBACK = "127.0.0.1"

@@ -27,7 +27,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-from entrypoint import certgen  # noqa: E402
+from entrypoint.certs.issue import issue_ca, issue_server_cert, new_private_key, utc_now  # noqa: E402
+from entrypoint.pki.load import cert_pem, key_pem  # noqa: E402
 
 TARGET = 1.3
 BASELINE = "import yaml, jinja2, cryptography.x509"
@@ -37,15 +38,14 @@ NODE = "bench-0-0.bench.default.svc.cluster.local"
 
 def make_world(root: str) -> dict:
     """A cert dir as a Secret mount, a stub patroni first on PATH; returns the environment for `run`."""
-    now = certgen.utc_now()
-    ca_key, key = certgen.new_private_key("ecdsa-p256"), certgen.new_private_key("ecdsa-p256")
-    ca = certgen.issue_ca(ca_key, "bench CA", 3650, now)
-    cert = certgen.issue_server_cert(ca, ca_key, key, ["*.bench.default.svc.cluster.local", "localhost"],
+    now = utc_now()
+    ca_key, key = new_private_key("ecdsa-p256"), new_private_key("ecdsa-p256")
+    ca = issue_ca(ca_key, "bench CA", 3650, now)
+    cert = issue_server_cert(ca, ca_key, key, ["*.bench.default.svc.cluster.local", "localhost"],
                                      NODE, 365, now)
     certs = os.path.join(root, "certs")
     os.makedirs(certs)
-    for name, data in (("ca.crt", certgen.cert_pem(ca)), ("server.crt", certgen.cert_pem(cert)),
-                       ("server.key", certgen.key_pem(key))):
+    for name, data in (("ca.crt", cert_pem(ca)), ("server.crt", cert_pem(cert)), ("server.key", key_pem(key))):
         fd = os.open(os.path.join(certs, name), os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

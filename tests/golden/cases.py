@@ -13,15 +13,15 @@ import os
 import sys
 from dataclasses import dataclass
 
-from entrypoint.render import render_for
-from entrypoint.settings import MODES, HostFacts, parse_settings
-from entrypoint.stage import plan_paths
-from entrypoint.tls import check_material, files_to_read
+from entrypoint import sslmode
+from entrypoint.boot.material import check_material, files_to_read
+from entrypoint.boot.render import render_for
+from entrypoint.boot.settings import HostFacts, parse_settings
+from entrypoint.boot.stage import plan_paths
 
 EXPECTED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "expected")
 CERT_DIR = "/etc/ssl/certs/postgresql"
 SECRET_FILES = ("ca.crt", "server.crt", "server.key")
-MTLS_MODES = ("require", "verify-ca", "verify-full")
 ROLES = {"coordinator": ("citusdemo-0-0", "0"), "worker": ("citusdemo-1-0", "1")}
 
 # A pod of the chart's StatefulSet, as Kubernetes and the chart set it up.
@@ -37,7 +37,7 @@ POD_ENV = {
     "PATRONI_REWIND_PASSWORD": "dummy-rewind-password",
     "PATRONI_POSTGRESQL_DATA_DIR": "/home/postgres/pgdata/pgroot/data",
 }
-FACTS = {"pg_bin_dir": "/usr/lib/postgresql/15/bin", "euid": 0}
+FACTS = {"pg_bin_dir": "/usr/lib/postgresql/15/bin"}
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,8 @@ class Case:
 
 
 def all_cases() -> list:
-    cases = [Case(mode, role, mtls) for mode in MODES for role in ROLES
-             for mtls in ((False, True) if mode in MTLS_MODES else (False,))]
+    cases = [Case(mode.name, role, mtls) for mode in sslmode.MODES for role in ROLES
+             for mtls in ((False, True) if mode.requires_tls else (False,))]
     return cases + [Case("prefer", role, False, certs=False) for role in ROLES]
 
 

@@ -11,6 +11,8 @@ from typing import Any, Iterable, Mapping, Optional
 import pytest
 import yaml
 
+from entrypoint.layout import CERT_DIR
+
 try:
     import helm_python as helm
 except ImportError:  # the tests are skipped with this reason (see conftest.py)
@@ -18,7 +20,6 @@ except ImportError:  # the tests are skipped with this reason (see conftest.py)
 HELM_MISSING = "helm-python-sdk (real Helm through its Go SDK) is not installed: pip install -r requirements-dev.txt"
 
 CHART_DIR = Path(__file__).resolve().parents[2] / "helm" / "citus-cluster"
-CERT_DIR = "/etc/ssl/certs/postgresql"
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,8 @@ import pytest
 
 from tests.helm.support import CERT_DIR, Rendered, group_numbers, mounted_files, pod_environment
 
-settings_module = pytest.importorskip("entrypoint.settings", reason="the entrypoint's settings module has not landed")
-certgen = pytest.importorskip("entrypoint.certgen", reason="the certificate tool (entrypoint/certgen.py) has not landed")
-if not hasattr(certgen, "server_names") or not hasattr(certgen, "ClusterNames"):
-    pytest.skip("entrypoint.certgen has no server_names(ClusterNames) yet", allow_module_level=True)
+from entrypoint.boot import settings as settings_module
+from entrypoint.certs.names import ClusterNames, server_names
 
 
 def _domain(rendered: Rendered) -> str:
@@ -25,7 +23,7 @@ def _ssl(rendered: Rendered) -> dict:
 
 def _settings_for(rendered: Rendered, sts: dict, ordinal: int):
     env = pod_environment(sts, ordinal, rendered.case.namespace)
-    facts = settings_module.HostFacts(cert_dir_entries=mounted_files(sts, CERT_DIR), euid=999)
+    facts = settings_module.HostFacts(cert_dir_entries=mounted_files(sts, CERT_DIR))
     return settings_module.parse_settings(env, facts)
 
 
@@ -50,30 +48,31 @@ def test_entrypoint_accepts_every_pods_environment(rendered: Rendered, ordinal: 
         settings = _settings_for(rendered, sts, ordinal)  # raises InputError listing any problem
         pod = f"{sts['metadata']['name']}-{ordinal}"
         stable_name = f"{pod}.{r}.{ns}.svc.{_domain(rendered)}"
-        assert settings.connect_derived
-        assert (settings.connect.host, settings.connect.port) == (stable_name, 5432)
-        assert (settings.restapi_connect.host, settings.restapi_connect.port) == (stable_name, 8008)
-        assert settings.scope == r and settings.name == pod and settings.namespace == ns
-        assert settings.citus_group == int(sts["metadata"]["labels"]["citus-group"])
-        assert settings.citus_database == "citus"
-        assert settings.mode == ssl.get("mode", "verify-ca" if ssl.get("enabled") else "prefer")
-        assert settings.cert_present == bool(ssl.get("enabled"))
-        assert settings.client_cert_auth == bool(ssl.get("clientAuth"))
+        assert settings.addresses.connect_derived
+        assert (settings.addresses.connect.host, settings.addresses.connect.port) == (stable_name, 5432)
+        assert (settings.addresses.restapi_connect.host, settings.addresses.restapi_connect.port) == (stable_name, 8008)
+        assert (settings.identity.scope, settings.identity.name, settings.identity.namespace) == (r, pod, ns)
+        assert settings.citus is not None
+        assert settings.citus.group == int(sts["metadata"]["labels"]["citus-group"])
+        assert settings.citus.database == "citus"
+        assert settings.mode.name == ssl.get("mode", "verify-ca" if ssl.get("enabled") else "prefer")
+        assert settings.tls.cert_present == bool(ssl.get("enabled"))
+        assert settings.mtls.enabled == bool(ssl.get("clientAuth"))
         if ssl.get("enabled"):
-            assert (settings.ca_file, settings.cert_file, settings.key_file) == (
+            assert (settings.tls.ca_file, settings.tls.cert_file, settings.tls.key_file) == (
                 f"{CERT_DIR}/ca.crt", f"{CERT_DIR}/server.crt", f"{CERT_DIR}/server.key")
-            assert settings.tls_min_version == ssl.get("minProtocolVersion", "TLSv1.2")
+            assert settings.tuning.tls_min_version == ssl.get("minProtocolVersion", "TLSv1.2")
 
 
 def test_certificate_tool_sans_cover_every_name_peers_use(rendered: Rendered) -> None:
     r, ns, domain = rendered.case.release, rendered.case.namespace, _domain(rendered)
     groups = group_numbers(rendered)
-    sans = certgen.server_names(certgen.ClusterNames(cluster=r, namespace=ns, domain=domain, groups=len(groups)))
+    sans = server_names(ClusterNames(cluster=r, namespace=ns, domain=domain, groups=len(groups)))
     for sts in rendered.statefulsets:
         for ordinal in range(sts["spec"]["replicas"]):
             settings = _settings_for(rendered, sts, ordinal)
-            assert covered(settings.connect.host, sans), (settings.connect.host, sans)
-            assert covered(settings.restapi_connect.host, sans)
+            assert covered(settings.addresses.connect.host, sans), (settings.addresses.connect.host, sans)
+            assert covered(settings.addresses.restapi_connect.host, sans)
     # And every Service the chart creates, in the forms a client in the cluster may use.
     for svc in rendered.of_kind("Service"):
         name = svc["metadata"]["name"]
@@ -87,10 +86,10 @@ def test_certificate_tool_sans_cover_every_name_peers_use(rendered: Rendered) ->
 def test_cert_manager_certificate_asks_for_the_certificate_tools_names(rendered_cases: dict[str, Rendered]) -> None:
     rendered = rendered_cases["cert-manager"]
     (cert,) = rendered.of_kind("Certificate")
-    names = certgen.ClusterNames(cluster=rendered.case.release, namespace=rendered.case.namespace,
+    names = ClusterNames(cluster=rendered.case.release, namespace=rendered.case.namespace,
                                  domain=_domain(rendered), groups=len(group_numbers(rendered)))
     spec = cert["spec"]
-    assert spec["dnsNames"] + spec["ipAddresses"] == certgen.server_names(names)
+    assert spec["dnsNames"] + spec["ipAddresses"] == server_names(names)
 
 
 def test_patroni_reads_the_pod_environment_as_the_chart_means_it(rendered: Rendered, monkeypatch: pytest.MonkeyPatch) -> None:

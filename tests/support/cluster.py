@@ -37,6 +37,9 @@ RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"
 CITUS_SO = "/usr/lib/postgresql/15/lib/citus.so"
 STATE_FILE = "/run/patroni-citus-k8s-local/cluster.json"
 SUPERUSER_PASSWORD = "su-pass:#'\"ü"
+# Members live on 127.0.<TEST_NET>.x: two suites running side by side (say, in two
+# worktrees) pick different nets so their members never share an address and port.
+TEST_NET = int(os.environ.get("PCK_TEST_NET", "0"))
 REPLICATION_PASSWORD = "repl-pass"
 RESTAPI_PASSWORD = "rest-pass"
 
@@ -191,7 +194,7 @@ class LocalCluster:
         groups = citus_groups if citus_groups is not None else [None] * members
         self.members: list = []
         for i, group in enumerate(groups):
-            host = f"127.0.0.{base_ip + i}"
+            host = f"127.0.{TEST_NET}.{base_ip + i}"
             # Pod names as the chart's StatefulSets give them: <scope>-<group>-<ordinal in the group>.
             name = f"{scope}-{group}-{groups[:i].count(group)}" if group is not None else f"{scope}-{i}"
             member = Member(name=name, host=host, group=group, workdir=os.path.join(self.workdir, name))

@@ -8,8 +8,8 @@ import errno
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from entrypoint.settings import HostFacts, parse_settings
-from entrypoint.tls import check_material, files_to_read
+from entrypoint.boot.settings import HostFacts, parse_settings
+from entrypoint.boot.material import check_material, files_to_read
 from tests.support.pki import NOW, Pair, TestCA
 
 CERT_DIR = "/certs"

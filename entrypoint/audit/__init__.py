@@ -1,0 +1,1 @@
+"""The cluster audit (`verify`): discover members, observe every port and link, judge, report."""

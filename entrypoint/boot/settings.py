@@ -1,0 +1,480 @@
+"""Parse every input once (environment values and a few host facts) into one frozen Settings.
+
+One parser per section, each `(env, facts, bad) -> frozen section`; `parse_settings`
+calls them in order and raises one InputError listing every problem. Nothing here reads
+os.environ or the disk: the command-line edge passes both in.
+"""
+
+from __future__ import annotations
+
+import os.path
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+from entrypoint import layout, sslmode
+from entrypoint.errors import Collector
+from entrypoint.sslmode import Mode
+
+# Patroni reads these TLS file variables itself. When they point at files the run user
+# cannot read (a root-owned Secret mount), we stage private copies and point the
+# variable at the copy in the environment Patroni inherits.
+PATRONI_TLS_FILE_VARS = (
+    "PATRONI_ETCD3_CACERT", "PATRONI_ETCD3_CERT", "PATRONI_ETCD3_KEY",
+    "PATRONI_ETCD_CACERT", "PATRONI_ETCD_CERT", "PATRONI_ETCD_KEY",
+    "PATRONI_RESTAPI_CERTFILE", "PATRONI_RESTAPI_KEYFILE", "PATRONI_RESTAPI_CAFILE",
+    "PATRONI_CTL_CACERT", "PATRONI_CTL_CERTFILE", "PATRONI_CTL_KEYFILE",
+)
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
+
+
+class Env:
+    """The environment as the entrypoint reads it: one place decides what an empty value means."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.values = values
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.values.get(name) or default
+
+    def given(self, name: str) -> bool:
+        return bool(self.values.get(name))
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the command-line edge looked up on the host, so parsing itself stays pure."""
+
+    cert_dir_entries: frozenset = frozenset()  # file names present in the cert directory
+    pg_bin_dir: Optional[str] = None  # newest /usr/lib/postgresql/*/bin, when found
+    key_password_file_content: Optional[str] = None  # read from PGSSLKEY_PASSWORD_FILE
+    service_account_namespace: Optional[str] = None  # the pod's namespace, from its service account mount
+
+
+@dataclass(frozen=True)
+class Address:
+    """A host and port, as in `PATRONI_POSTGRESQL_CONNECT_ADDRESS=host:port`."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    password: Optional[str]
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Where this node's certificate, key and CA are, and Patroni's own TLS file variables."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+    cert_explicit: bool  # set by PGSSLCERT, so a missing file is an error even in prefer
+    key_explicit: bool
+    ca_explicit: bool
+    cert_present: bool  # a certificate file is expected to be there
+    patroni_files: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MutualTls:
+    """Client certificates between members (PCK_CLIENT_CERT_AUTH) and the pair presented."""
+
+    enabled: bool
+    cert_file: Optional[str]  # a separate client pair; None means the server pair
+    key_file: Optional[str]
+    restapi_verify_client: Optional[str] = None  # Patroni's own PATRONI_RESTAPI_VERIFY_CLIENT, when set
+
+
+@dataclass(frozen=True)
+class Paths:
+    runtime_dir: str
+    config_file: str
+    socket_dir: str
+    data_dir: str
+    bin_dir: Optional[str]
+    run_as: str
+
+
+@dataclass(frozen=True)
+class Identity:
+    scope: str
+    name: str
+    namespace: Optional[str]
+
+
+@dataclass(frozen=True)
+class Addresses:
+    listen: Address
+    listen_host: str
+    connect: Address
+    connect_derived: bool  # derived from the Kubernetes pod name, not given
+    restapi_listen: str
+    restapi_connect: Address
+
+
+@dataclass(frozen=True)
+class Users:
+    superuser: User
+    replication: User
+    rewind: Optional[User]
+
+
+@dataclass(frozen=True)
+class Citus:
+    group: int
+    database: str
+
+
+@dataclass(frozen=True)
+class Tuning:
+    tls_min_version: str
+    expiry_warn_days: int
+    watch_interval: float  # seconds between looks at the certificate directory; 0 turns the watcher off
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every input the pipeline uses, parsed and checked for consistency, by section."""
+
+    mode: Mode
+    tls: TlsFiles
+    key_password: Optional[str]
+    mtls: MutualTls
+    paths: Paths
+    identity: Identity
+    addresses: Addresses
+    users: Users
+    citus: Optional[Citus]
+    tuning: Tuning
+
+    @property
+    def server_ssl(self) -> bool:
+        """PostgreSQL's `ssl` setting: on when required, or when allowed and certificates exist."""
+        return self.mode.server_ssl == "on" or (self.mode.server_ssl == "if-certs" and self.tls.cert_present)
+
+
+def config_file_path(env: Mapping[str, str]) -> str:
+    """Where `run` writes Patroni's YAML (and `probe` reads it): PCK_CONFIG_FILE, else in the runtime dir."""
+    e = Env(env)
+    runtime_dir = e.get("PCK_RUNTIME_DIR", layout.RUNTIME_DIR).rstrip("/") or "/"
+    return e.get("PCK_CONFIG_FILE") or os.path.join(runtime_dir, layout.CONFIG_FILE_NAME)
+
+
+def parse_bool(value: str) -> Optional[bool]:
+    """Return True/False for the usual spellings, None for anything else ("false" is False)."""
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    return None
+
+
+def parse_address(value: str) -> Optional[Address]:
+    """Parse `host:port` or `[v6]:port`; None when it is not that shape."""
+    value = value.strip()
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            return None
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep:
+            return None
+    if not host or not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        return None
+    return Address(host, int(port_text))
+
+
+def parse_settings(values: Mapping[str, str], facts: HostFacts = HostFacts()) -> Settings:
+    """Parse the environment into Settings.
+
+    Returns the Settings; raises InputError listing every problem found.
+    """
+    bad = Collector()
+    env = Env(values)
+    given_mode = _mode(env, bad)  # None when PGSSLMODE is not a mode (already a problem)
+    mode = given_mode or sslmode.get(sslmode.DEFAULT)
+    tls = _tls_files(env, facts, bad)
+    key_password = _key_password(env, facts, bad)
+    mtls = _mutual_tls(env, given_mode, bad)
+    tuning = _tuning(env, bad)
+    paths = _paths(env, facts, bad)
+    identity = _identity(env, facts, bad)
+    addresses = _addresses(env, mode, identity, bad)
+    users = _users(env, bad)
+    citus = _citus(env, bad)
+    if given_mode is not None:
+        _check_patroni_agrees(bad, env, given_mode, mtls.enabled)
+    bad.raise_if_any()
+    return Settings(mode=mode, tls=tls, key_password=key_password, mtls=mtls, paths=paths, identity=identity,
+                    addresses=addresses, users=users, citus=citus, tuning=tuning)
+
+
+def _mode(env: Env, bad: Collector) -> Optional[Mode]:
+    name = env.get("PGSSLMODE", sslmode.DEFAULT).strip() or sslmode.DEFAULT
+    mode = sslmode.parse(name)
+    if mode is None:
+        bad.add("PGSSLMODE", f"unknown mode {name!r}", f"use one of: {', '.join(sslmode.NAMES)}")
+    return mode
+
+
+def _default_file(cert_dir: str, names: tuple, entries: frozenset) -> str:
+    for name in names:
+        if name in entries:
+            return os.path.join(cert_dir, name)
+    return os.path.join(cert_dir, names[0])
+
+
+def _tls_files(env: Env, facts: HostFacts, bad: Collector) -> TlsFiles:
+    cert_dir = env.get("PCK_CERT_DIR", layout.CERT_DIR).rstrip("/") or "/"
+    entries = facts.cert_dir_entries
+    cert_file = env.get("PGSSLCERT") or _default_file(cert_dir, layout.CERT_NAMES, entries)
+    key_file = env.get("PGSSLKEY") or _default_file(cert_dir, layout.KEY_NAMES, entries)
+    ca_file = env.get("PGSSLROOTCERT") or _default_file(cert_dir, layout.CA_NAMES, entries)
+    for var, path in (("PGSSLCERT", cert_file), ("PGSSLKEY", key_file), ("PGSSLROOTCERT", ca_file)):
+        if not os.path.isabs(path):
+            bad.add(var, f"{path!r} is not an absolute path", "give the full path of the file inside the container")
+    return TlsFiles(
+        cert_file=cert_file, key_file=key_file, ca_file=ca_file,
+        cert_explicit=env.given("PGSSLCERT"), key_explicit=env.given("PGSSLKEY"),
+        ca_explicit=env.given("PGSSLROOTCERT"),
+        cert_present=env.given("PGSSLCERT") or os.path.basename(cert_file) in entries,
+        patroni_files={var: env.get(var) for var in PATRONI_TLS_FILE_VARS if env.given(var)})
+
+
+def _key_password(env: Env, facts: HostFacts, bad: Collector) -> Optional[str]:
+    if env.given("PGSSLKEY_PASSWORD") and env.given("PGSSLKEY_PASSWORD_FILE"):
+        bad.add("PGSSLKEY_PASSWORD", "both PGSSLKEY_PASSWORD and PGSSLKEY_PASSWORD_FILE are set",
+                "set only one of them")
+        return None
+    if env.given("PGSSLKEY_PASSWORD_FILE"):
+        if facts.key_password_file_content is None:
+            bad.add("PGSSLKEY_PASSWORD_FILE", f"cannot read {env.get('PGSSLKEY_PASSWORD_FILE')!r}",
+                    "mount the file and make it readable by the user the container starts as")
+            return None
+        return facts.key_password_file_content.rstrip("\r\n")
+    return env.get("PGSSLKEY_PASSWORD") or None
+
+
+def _mutual_tls(env: Env, mode: Optional[Mode], bad: Collector) -> MutualTls:
+    enabled = _bool(bad, env, "PCK_CLIENT_CERT_AUTH", False)
+    cert_file = env.get("PCK_CLIENT_CERT") or None
+    key_file = env.get("PCK_CLIENT_KEY") or None
+    if bool(cert_file) != bool(key_file):
+        bad.add("PCK_CLIENT_CERT" if key_file else "PCK_CLIENT_KEY",
+                "a client certificate needs both PCK_CLIENT_CERT and PCK_CLIENT_KEY",
+                "set both, or neither to use the server certificate as the client certificate")
+    if enabled and mode is not None and not mode.requires_tls:
+        bad.add("PCK_CLIENT_CERT_AUTH", f"mutual TLS needs TLS on every link, but PGSSLMODE is {mode.name!r}",
+                f"set PGSSLMODE to {', '.join(sslmode.with_tls_required()[:-1])} or "
+                f"{sslmode.with_tls_required()[-1]}, or PCK_CLIENT_CERT_AUTH=false")
+    return MutualTls(enabled=bool(enabled), cert_file=cert_file, key_file=key_file,
+                     restapi_verify_client=env.get("PATRONI_RESTAPI_VERIFY_CLIENT") or None)
+
+
+def _tuning(env: Env, bad: Collector) -> Tuning:
+    tls_min_version = env.get("PCK_TLS_MIN_VERSION", sslmode.DEFAULT_TLS_VERSION)
+    if tls_min_version not in sslmode.TLS_VERSIONS:
+        bad.add("PCK_TLS_MIN_VERSION", f"unsupported value {tls_min_version!r}",
+                f"use {' or '.join(sslmode.TLS_VERSIONS)}; older protocols are not offered")
+    return Tuning(tls_min_version=tls_min_version,
+                  expiry_warn_days=_int(bad, env, "PCK_EXPIRY_WARN_DAYS", 30),
+                  watch_interval=_seconds(bad, env, "PCK_CERT_WATCH_INTERVAL", 1.0))
+
+
+def _paths(env: Env, facts: HostFacts, bad: Collector) -> Paths:
+    runtime_dir = env.get("PCK_RUNTIME_DIR", layout.RUNTIME_DIR).rstrip("/") or "/"
+    config_file = config_file_path(env.values)
+    socket_dir = env.get("PCK_SOCKET_DIR", layout.SOCKET_DIR)
+    for var, path in (("PCK_RUNTIME_DIR", runtime_dir), ("PCK_CONFIG_FILE", config_file),
+                      ("PCK_SOCKET_DIR", socket_dir)):
+        if not os.path.isabs(path):
+            bad.add(var, f"{path!r} is not an absolute path", "give an absolute path")
+    return Paths(runtime_dir=runtime_dir, config_file=config_file, socket_dir=socket_dir,
+                 data_dir=env.get("PATRONI_POSTGRESQL_DATA_DIR", layout.DATA_DIR),
+                 bin_dir=env.get("PATRONI_POSTGRESQL_BIN_DIR") or facts.pg_bin_dir,
+                 run_as=env.get("PCK_RUN_AS", layout.RUN_AS))
+
+
+def _identity(env: Env, facts: HostFacts, bad: Collector) -> Identity:
+    scope = env.get("PATRONI_SCOPE")
+    if not scope:
+        bad.add("PATRONI_SCOPE", "not set", "set it to the cluster name, e.g. PATRONI_SCOPE=citusdemo")
+    name = env.get("PATRONI_NAME")
+    if not name:
+        bad.add("PATRONI_NAME", "not set",
+                "set it to the member name; on Kubernetes use the pod name (fieldRef metadata.name)")
+    namespace = env.get("PATRONI_KUBERNETES_NAMESPACE") or env.get("POD_NAMESPACE") or facts.service_account_namespace
+    return Identity(scope=scope, name=name, namespace=namespace)
+
+
+def _first_listen_host(listen: str) -> str:
+    """`host:port` for the first host of Patroni's `h1,h2:port` listen form (the port follows the last host)."""
+    hosts, sep, port = listen.strip().rpartition(":")
+    if not sep:
+        return listen.strip()
+    return f"{hosts.split(',')[0].strip()}:{port}"
+
+
+def _is_wildcard(host: str) -> bool:
+    return host in ("*", "0.0.0.0", "::", "")
+
+
+def _addresses(env: Env, mode: Mode, identity: Identity, bad: Collector) -> Addresses:
+    listen_text = env.get("PATRONI_POSTGRESQL_LISTEN", f"*:{layout.POSTGRES_PORT}")
+    listen = parse_address(_first_listen_host(listen_text).replace("*", "0.0.0.0", 1))
+    if listen is None:
+        bad.add("PATRONI_POSTGRESQL_LISTEN", f"{listen_text!r} is not host:port",
+                "use e.g. *:5432 or 0.0.0.0:5432")
+        listen = Address("0.0.0.0", layout.POSTGRES_PORT)
+    connect, derived = _connect_address(env, mode, identity, listen, bad)
+    restapi_listen = env.get("PATRONI_RESTAPI_LISTEN", f"0.0.0.0:{layout.RESTAPI_PORT}")
+    restapi_listen_addr = parse_address(restapi_listen.replace("*", "0.0.0.0", 1))
+    if restapi_listen_addr is None:
+        bad.add("PATRONI_RESTAPI_LISTEN", f"{restapi_listen!r} is not host:port", "use e.g. 0.0.0.0:8008")
+        restapi_listen_addr = Address("0.0.0.0", layout.RESTAPI_PORT)
+    restapi_connect_text = env.get("PATRONI_RESTAPI_CONNECT_ADDRESS")
+    restapi_connect = parse_address(restapi_connect_text) if restapi_connect_text else \
+        Address(connect.host, restapi_listen_addr.port)
+    if restapi_connect is None:
+        bad.add("PATRONI_RESTAPI_CONNECT_ADDRESS", f"{restapi_connect_text!r} is not host:port",
+                "use the name peers reach the REST API by, e.g. citusdemo-0-0.citusdemo.default.svc.cluster.local:8008")
+        restapi_connect = Address(connect.host, restapi_listen_addr.port)
+    return Addresses(listen=listen, listen_host=listen_text.strip().rpartition(":")[0] or "*",
+                     connect=connect, connect_derived=derived,
+                     restapi_listen=restapi_listen, restapi_connect=restapi_connect)
+
+
+def _connect_address(env: Env, mode: Mode, identity: Identity, listen: Address, bad: Collector) -> tuple:
+    """Returns (Address, derived): given, derived from the pod's DNS name, or the specific listen address."""
+    connect_text = env.get("PATRONI_POSTGRESQL_CONNECT_ADDRESS")
+    if connect_text:
+        connect = parse_address(connect_text)
+        if connect is None:
+            bad.add("PATRONI_POSTGRESQL_CONNECT_ADDRESS", f"{connect_text!r} is not host:port",
+                    "use the name peers reach this node by, "
+                    "e.g. citusdemo-0-0.citusdemo.default.svc.cluster.local:5432")
+            return Address("unknown", listen.port), False
+        return connect, False
+    if env.given("KUBERNETES_SERVICE_HOST") and identity.name:
+        service = env.get("PCK_HEADLESS_SERVICE") or identity.scope
+        domain = env.get("PCK_CLUSTER_DOMAIN", layout.CLUSTER_DOMAIN).strip(".")
+        if identity.namespace is None:
+            bad.add("PATRONI_KUBERNETES_NAMESPACE", "the pod's namespace is unknown, so its DNS name cannot be derived",
+                    "set PATRONI_KUBERNETES_NAMESPACE from the downward API (fieldRef metadata.namespace)")
+        return Address(f"{identity.name}.{service}.{identity.namespace or 'default'}.svc.{domain}", listen.port), True
+    if not _is_wildcard(listen.host):
+        return listen, False
+    bad.add("PATRONI_POSTGRESQL_CONNECT_ADDRESS",
+            "not set, and no name can be derived (not a Kubernetes pod, and PATRONI_POSTGRESQL_LISTEN is a wildcard)",
+            "set it to host:port with the name peers use to reach this node"
+            + (" and that the certificate's SANs cover" if mode.verifies_host else ""))
+    return Address("unknown", listen.port), False
+
+
+def _users(env: Env, bad: Collector) -> Users:
+    superuser = User(env.get("PATRONI_SUPERUSER_USERNAME", "postgres"), env.get("PATRONI_SUPERUSER_PASSWORD") or None)
+    replication = User(env.get("PATRONI_REPLICATION_USERNAME", "replicator"),
+                       env.get("PATRONI_REPLICATION_PASSWORD") or None)
+    for var, user in (("PATRONI_SUPERUSER_PASSWORD", superuser), ("PATRONI_REPLICATION_PASSWORD", replication)):
+        if not user.password:
+            bad.add(var, "not set", f"set a password for the {user.username!r} role (from a Kubernetes Secret)")
+    rewind = None
+    if env.given("PATRONI_REWIND_USERNAME"):
+        rewind = User(env.get("PATRONI_REWIND_USERNAME"), env.get("PATRONI_REWIND_PASSWORD") or None)
+        if not rewind.password:
+            bad.add("PATRONI_REWIND_PASSWORD", "PATRONI_REWIND_USERNAME is set but its password is not",
+                    "set PATRONI_REWIND_PASSWORD, or unset PATRONI_REWIND_USERNAME to rewind as the superuser")
+    return Users(superuser=superuser, replication=replication, rewind=rewind)
+
+
+def _citus(env: Env, bad: Collector) -> Optional[Citus]:
+    database = env.get("PATRONI_CITUS_DATABASE") or None
+    if env.given("PATRONI_CITUS_GROUP"):
+        group = _int(bad, env, "PATRONI_CITUS_GROUP", 0)
+        if database is None:
+            bad.add("PATRONI_CITUS_DATABASE", "PATRONI_CITUS_GROUP is set but the Citus database is not",
+                    "set PATRONI_CITUS_DATABASE, e.g. citus")
+            return None
+        return Citus(group=group, database=database)
+    if database:
+        bad.add("PATRONI_CITUS_GROUP", "PATRONI_CITUS_DATABASE is set but the group is not",
+                "set PATRONI_CITUS_GROUP: 0 for the coordinator, 1.. for workers")
+    return None
+
+
+def _check_patroni_agrees(bad: Collector, env: Env, mode: Mode, mtls: bool) -> None:
+    """Patroni's own variables override the YAML; refuse ones that would silently undo the TLS mode."""
+    for role in ("SUPERUSER", "REPLICATION", "REWIND"):
+        var = f"PATRONI_{role}_SSLMODE"
+        if env.given(var) and env.get(var) != mode.name:
+            bad.add(var, f"says {env.get(var)!r} but PGSSLMODE={mode} needs sslmode={mode} on every internal link",
+                    f"unset {var}; PGSSLMODE sets the mode of every internal link")
+        for suffix, instead in (("SSLROOTCERT", "PGSSLROOTCERT"), ("SSLCERT", "PCK_CLIENT_CERT"),
+                                ("SSLKEY", "PCK_CLIENT_KEY")):
+            var = f"PATRONI_{role}_{suffix}"
+            if env.given(var):
+                bad.add(var, "would override the staged copy the entrypoint renders for this link "
+                             "(and may point at a file the postgres user cannot read)",
+                        f"unset {var}; set {instead} once for every internal link")
+    verify_client = env.get("PATRONI_RESTAPI_VERIFY_CLIENT")
+    if verify_client and verify_client not in ("none", "optional", "required"):
+        bad.add("PATRONI_RESTAPI_VERIFY_CLIENT", f"{verify_client!r} is not none, optional or required",
+                "unset it; PCK_CLIENT_CERT_AUTH=true turns on client certificates everywhere")
+    elif verify_client and mtls and verify_client != "required":
+        bad.add("PATRONI_RESTAPI_VERIFY_CLIENT",
+                f"says {verify_client!r} but PCK_CLIENT_CERT_AUTH=true needs 'required'",
+                "unset PATRONI_RESTAPI_VERIFY_CLIENT")
+    insecure = env.get("PATRONI_CTL_INSECURE")
+    if insecure and parse_bool(insecure) and mode.verifies_host:
+        bad.add("PATRONI_CTL_INSECURE", "turns off certificate checks of the REST API, but PGSSLMODE=verify-full",
+                "unset PATRONI_CTL_INSECURE")
+
+
+def _bool(bad: Collector, env: Env, name: str, default: bool) -> Optional[bool]:
+    if name not in env.values:
+        return default
+    value = parse_bool(env.values[name])
+    if value is None:
+        bad.add(name, f"{env.values[name]!r} is not a boolean", "use true or false")
+    return value
+
+
+def _seconds(bad: Collector, env: Env, name: str, default: float) -> float:
+    text = env.get(name).strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        bad.add(name, f"{text!r} is not a number of seconds between 0 and 3600",
+                f"use e.g. {default:g}, or 0 to turn certificate watching off")
+        return default
+    return value
+
+
+def _int(bad: Collector, env: Env, name: str, default: int) -> int:
+    text = env.get(name).strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        bad.add(name, f"{text!r} is not a whole number", f"use a number such as {default}")
+        return default
+    if value < 0:
+        bad.add(name, f"{value} is negative", f"use a number such as {default}")
+    return value
