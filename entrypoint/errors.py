@@ -68,6 +68,10 @@ class Collector:
     def add(self, where: str, what: str, fix: str) -> None:
         self.problems.append(Problem(where, what, fix))
 
+    def has(self, where: str) -> bool:
+        """Whether a problem about `where` was recorded already (so a second, derived one is not)."""
+        return any(p.where == where for p in self.problems)
+
     def extend(self, problems: Iterable[Problem]) -> None:
         self.problems.extend(problems)
 

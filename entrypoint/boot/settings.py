@@ -12,34 +12,50 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 from entrypoint import layout, sslmode
+from entrypoint.boot.environ import Env, host_problem, unknown_variables
 from entrypoint.errors import Collector
 from entrypoint.sslmode import Mode
 
-# Patroni reads these TLS file variables itself. When they point at files the run user
-# cannot read (a root-owned Secret mount), we stage private copies and point the
-# variable at the copy in the environment Patroni inherits.
-PATRONI_TLS_FILE_VARS = (
-    "PATRONI_ETCD3_CACERT", "PATRONI_ETCD3_CERT", "PATRONI_ETCD3_KEY",
-    "PATRONI_ETCD_CACERT", "PATRONI_ETCD_CERT", "PATRONI_ETCD_KEY",
-    "PATRONI_RESTAPI_CERTFILE", "PATRONI_RESTAPI_KEYFILE", "PATRONI_RESTAPI_CAFILE",
-    "PATRONI_CTL_CACERT", "PATRONI_CTL_CERTFILE", "PATRONI_CTL_KEYFILE",
-)
-
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off", "")
+EXPIRY_WARN_DAYS = 30
+MAX_EXPIRY_WARN_DAYS = 3650
+WATCH_INTERVAL = 1.0
+MIN_WATCH_INTERVAL = 0.2  # below this the watcher would burn CPU for nothing (polls cost a stat per file)
+MAX_WATCH_INTERVAL = 3600.0
+MAX_CITUS_GROUP = 10000
 
 
-class Env:
-    """The environment as the entrypoint reads it: one place decides what an empty value means."""
+@dataclass(frozen=True)
+class PatroniFile:
+    """One of Patroni's own TLS file variables: what it holds and what it goes with.
 
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self.values = values
+    Patroni reads these itself. When they point at files the run user cannot read (a
+    root-owned Secret mount), the entrypoint checks them like PGSSL*, stages re-encoded
+    private copies and points the variable at the copy in the environment Patroni inherits.
+    """
 
-    def get(self, name: str, default: str = "") -> str:
-        return self.values.get(name) or default
+    var: str
+    role: str  # "ca", "cert" or "key"
+    partner: Optional[str] = None  # the key of a certificate, the certificate of a key
+    password_var: Optional[str] = None  # Patroni's passphrase variable for an encrypted key
 
-    def given(self, name: str) -> bool:
-        return bool(self.values.get(name))
+
+def _patroni_files() -> tuple:
+    out = []
+    for section, cert, key, password in (("ETCD3", "CERT", "KEY", "KEY_PASSWORD"),
+                                         ("ETCD", "CERT", "KEY", "KEY_PASSWORD"),
+                                         ("CONSUL", "CERT", "KEY", None),
+                                         ("ZOOKEEPER", "CERT", "KEY", "KEY_PASSWORD"),
+                                         ("RESTAPI", "CERTFILE", "KEYFILE", "KEYFILE_PASSWORD"),
+                                         ("CTL", "CERTFILE", "KEYFILE", "KEYFILE_PASSWORD")):
+        p = f"PATRONI_{section}_"
+        ca = p + ("CAFILE" if section == "RESTAPI" else "CACERT")
+        out += [PatroniFile(ca, "ca"), PatroniFile(p + cert, "cert", p + key),
+                PatroniFile(p + key, "key", p + cert, p + password if password else None)]
+    return tuple(out)
+
+
+PATRONI_TLS_FILES = _patroni_files()
+PATRONI_TLS_FILE_VARS = tuple(f.var for f in PATRONI_TLS_FILES)
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,7 @@ class HostFacts:
     cert_dir_entries: frozenset = frozenset()  # file names present in the cert directory
     pg_bin_dir: Optional[str] = None  # newest /usr/lib/postgresql/*/bin, when found
     key_password_file_content: Optional[str] = None  # read from PGSSLKEY_PASSWORD_FILE
+    key_password_file_error: Optional[str] = None  # why it could not be read
     service_account_namespace: Optional[str] = None  # the pod's namespace, from its service account mount
 
 
@@ -81,7 +98,8 @@ class TlsFiles:
     key_explicit: bool
     ca_explicit: bool
     cert_present: bool  # a certificate file is expected to be there
-    patroni_files: Mapping[str, str] = field(default_factory=dict)
+    patroni_files: Mapping[str, str] = field(default_factory=dict)  # Patroni TLS file variable -> path
+    patroni_passwords: Mapping[str, str] = field(default_factory=dict)  # its passphrase variables -> value
 
 
 @dataclass(frozen=True)
@@ -162,21 +180,11 @@ class Settings:
         return self.mode.server_ssl == "on" or (self.mode.server_ssl == "if-certs" and self.tls.cert_present)
 
 
-def config_file_path(env: Mapping[str, str]) -> str:
+def config_file_path(values: Mapping[str, str], bad: Optional[Collector] = None) -> str:
     """Where `run` writes Patroni's YAML (and `probe` reads it): PCK_CONFIG_FILE, else in the runtime dir."""
-    e = Env(env)
-    runtime_dir = e.get("PCK_RUNTIME_DIR", layout.RUNTIME_DIR).rstrip("/") or "/"
-    return e.get("PCK_CONFIG_FILE") or os.path.join(runtime_dir, layout.CONFIG_FILE_NAME)
-
-
-def parse_bool(value: str) -> Optional[bool]:
-    """Return True/False for the usual spellings, None for anything else ("false" is False)."""
-    word = value.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    return None
+    env = Env(values, bad or Collector())
+    runtime_dir = env.path("PCK_RUNTIME_DIR", layout.RUNTIME_DIR)
+    return env.path("PCK_CONFIG_FILE", os.path.join(runtime_dir, layout.CONFIG_FILE_NAME))
 
 
 def parse_address(value: str) -> Optional[Address]:
@@ -202,7 +210,8 @@ def parse_settings(values: Mapping[str, str], facts: HostFacts = HostFacts()) ->
     Returns the Settings; raises InputError listing every problem found.
     """
     bad = Collector()
-    env = Env(values)
+    env = Env(values, bad)
+    unknown_variables(values, bad)
     given_mode = _mode(env, bad)  # None when PGSSLMODE is not a mode (already a problem)
     mode = given_mode or sslmode.get(sslmode.DEFAULT)
     tls = _tls_files(env, facts, bad)
@@ -222,7 +231,7 @@ def parse_settings(values: Mapping[str, str], facts: HostFacts = HostFacts()) ->
 
 
 def _mode(env: Env, bad: Collector) -> Optional[Mode]:
-    name = env.get("PGSSLMODE", sslmode.DEFAULT).strip() or sslmode.DEFAULT
+    name = env.word("PGSSLMODE", sslmode.DEFAULT)
     mode = sslmode.parse(name)
     if mode is None:
         bad.add("PGSSLMODE", f"unknown mode {name!r}", f"use one of: {', '.join(sslmode.NAMES)}")
@@ -237,20 +246,19 @@ def _default_file(cert_dir: str, names: tuple, entries: frozenset) -> str:
 
 
 def _tls_files(env: Env, facts: HostFacts, bad: Collector) -> TlsFiles:
-    cert_dir = env.get("PCK_CERT_DIR", layout.CERT_DIR).rstrip("/") or "/"
+    cert_dir = env.path("PCK_CERT_DIR", layout.CERT_DIR)
     entries = facts.cert_dir_entries
-    cert_file = env.get("PGSSLCERT") or _default_file(cert_dir, layout.CERT_NAMES, entries)
-    key_file = env.get("PGSSLKEY") or _default_file(cert_dir, layout.KEY_NAMES, entries)
-    ca_file = env.get("PGSSLROOTCERT") or _default_file(cert_dir, layout.CA_NAMES, entries)
-    for var, path in (("PGSSLCERT", cert_file), ("PGSSLKEY", key_file), ("PGSSLROOTCERT", ca_file)):
-        if not os.path.isabs(path):
-            bad.add(var, f"{path!r} is not an absolute path", "give the full path of the file inside the container")
+    cert_file = env.path("PGSSLCERT", _default_file(cert_dir, layout.CERT_NAMES, entries))
+    key_file = env.path("PGSSLKEY", _default_file(cert_dir, layout.KEY_NAMES, entries))
+    ca_file = env.path("PGSSLROOTCERT", _default_file(cert_dir, layout.CA_NAMES, entries))
     return TlsFiles(
         cert_file=cert_file, key_file=key_file, ca_file=ca_file,
         cert_explicit=env.given("PGSSLCERT"), key_explicit=env.given("PGSSLKEY"),
         ca_explicit=env.given("PGSSLROOTCERT"),
         cert_present=env.given("PGSSLCERT") or os.path.basename(cert_file) in entries,
-        patroni_files={var: env.get(var) for var in PATRONI_TLS_FILE_VARS if env.given(var)})
+        patroni_files={var: path for var in PATRONI_TLS_FILE_VARS for path in [env.optional_path(var)] if path},
+        patroni_passwords={f.password_var: env.get(f.password_var) for f in PATRONI_TLS_FILES
+                           if f.password_var and env.given(f.password_var)})
 
 
 def _key_password(env: Env, facts: HostFacts, bad: Collector) -> Optional[str]:
@@ -260,17 +268,19 @@ def _key_password(env: Env, facts: HostFacts, bad: Collector) -> Optional[str]:
         return None
     if env.given("PGSSLKEY_PASSWORD_FILE"):
         if facts.key_password_file_content is None:
-            bad.add("PGSSLKEY_PASSWORD_FILE", f"cannot read {env.get('PGSSLKEY_PASSWORD_FILE')!r}",
-                    "mount the file and make it readable by the user the container starts as")
+            bad.add("PGSSLKEY_PASSWORD_FILE", f"{env.get('PGSSLKEY_PASSWORD_FILE')}: "
+                                              f"{facts.key_password_file_error or 'cannot be read'}",
+                    "mount the passphrase as a regular file (a Secret key) readable by the user the container "
+                    "starts as")
             return None
         return facts.key_password_file_content.rstrip("\r\n")
     return env.get("PGSSLKEY_PASSWORD") or None
 
 
 def _mutual_tls(env: Env, mode: Optional[Mode], bad: Collector) -> MutualTls:
-    enabled = _bool(bad, env, "PCK_CLIENT_CERT_AUTH", False)
-    cert_file = env.get("PCK_CLIENT_CERT") or None
-    key_file = env.get("PCK_CLIENT_KEY") or None
+    enabled = env.boolean("PCK_CLIENT_CERT_AUTH", False)
+    cert_file = env.optional_path("PCK_CLIENT_CERT")
+    key_file = env.optional_path("PCK_CLIENT_KEY")
     if bool(cert_file) != bool(key_file):
         bad.add("PCK_CLIENT_CERT" if key_file else "PCK_CLIENT_KEY",
                 "a client certificate needs both PCK_CLIENT_CERT and PCK_CLIENT_KEY",
@@ -279,43 +289,41 @@ def _mutual_tls(env: Env, mode: Optional[Mode], bad: Collector) -> MutualTls:
         bad.add("PCK_CLIENT_CERT_AUTH", f"mutual TLS needs TLS on every link, but PGSSLMODE is {mode.name!r}",
                 f"set PGSSLMODE to {', '.join(sslmode.with_tls_required()[:-1])} or "
                 f"{sslmode.with_tls_required()[-1]}, or PCK_CLIENT_CERT_AUTH=false")
-    return MutualTls(enabled=bool(enabled), cert_file=cert_file, key_file=key_file,
-                     restapi_verify_client=env.get("PATRONI_RESTAPI_VERIFY_CLIENT") or None)
+    return MutualTls(enabled=enabled, cert_file=cert_file, key_file=key_file,
+                     restapi_verify_client=env.word("PATRONI_RESTAPI_VERIFY_CLIENT") or None)
 
 
 def _tuning(env: Env, bad: Collector) -> Tuning:
-    tls_min_version = env.get("PCK_TLS_MIN_VERSION", sslmode.DEFAULT_TLS_VERSION)
+    tls_min_version = env.word("PCK_TLS_MIN_VERSION", sslmode.DEFAULT_TLS_VERSION)
     if tls_min_version not in sslmode.TLS_VERSIONS:
         bad.add("PCK_TLS_MIN_VERSION", f"unsupported value {tls_min_version!r}",
                 f"use {' or '.join(sslmode.TLS_VERSIONS)}; older protocols are not offered")
+        tls_min_version = sslmode.DEFAULT_TLS_VERSION
     return Tuning(tls_min_version=tls_min_version,
-                  expiry_warn_days=_int(bad, env, "PCK_EXPIRY_WARN_DAYS", 30),
-                  watch_interval=_seconds(bad, env, "PCK_CERT_WATCH_INTERVAL", 1.0))
+                  expiry_warn_days=env.integer("PCK_EXPIRY_WARN_DAYS", EXPIRY_WARN_DAYS, 0, MAX_EXPIRY_WARN_DAYS),
+                  watch_interval=env.seconds("PCK_CERT_WATCH_INTERVAL", WATCH_INTERVAL, MIN_WATCH_INTERVAL,
+                                             MAX_WATCH_INTERVAL, off=0.0))
 
 
 def _paths(env: Env, facts: HostFacts, bad: Collector) -> Paths:
-    runtime_dir = env.get("PCK_RUNTIME_DIR", layout.RUNTIME_DIR).rstrip("/") or "/"
-    config_file = config_file_path(env.values)
-    socket_dir = env.get("PCK_SOCKET_DIR", layout.SOCKET_DIR)
-    for var, path in (("PCK_RUNTIME_DIR", runtime_dir), ("PCK_CONFIG_FILE", config_file),
-                      ("PCK_SOCKET_DIR", socket_dir)):
-        if not os.path.isabs(path):
-            bad.add(var, f"{path!r} is not an absolute path", "give an absolute path")
-    return Paths(runtime_dir=runtime_dir, config_file=config_file, socket_dir=socket_dir,
-                 data_dir=env.get("PATRONI_POSTGRESQL_DATA_DIR", layout.DATA_DIR),
-                 bin_dir=env.get("PATRONI_POSTGRESQL_BIN_DIR") or facts.pg_bin_dir,
-                 run_as=env.get("PCK_RUN_AS", layout.RUN_AS))
+    runtime_dir = env.path("PCK_RUNTIME_DIR", layout.RUNTIME_DIR)
+    config_file = env.path("PCK_CONFIG_FILE", os.path.join(runtime_dir, layout.CONFIG_FILE_NAME))
+    return Paths(runtime_dir=runtime_dir, config_file=config_file,
+                 socket_dir=env.path("PCK_SOCKET_DIR", layout.SOCKET_DIR),
+                 data_dir=env.path("PATRONI_POSTGRESQL_DATA_DIR", layout.DATA_DIR),
+                 bin_dir=env.optional_path("PATRONI_POSTGRESQL_BIN_DIR") or facts.pg_bin_dir,
+                 run_as=env.name("PCK_RUN_AS", layout.RUN_AS))
 
 
 def _identity(env: Env, facts: HostFacts, bad: Collector) -> Identity:
-    scope = env.get("PATRONI_SCOPE")
+    scope = env.text("PATRONI_SCOPE")
     if not scope:
         bad.add("PATRONI_SCOPE", "not set", "set it to the cluster name, e.g. PATRONI_SCOPE=citusdemo")
-    name = env.get("PATRONI_NAME")
+    name = env.text("PATRONI_NAME")
     if not name:
         bad.add("PATRONI_NAME", "not set",
                 "set it to the member name; on Kubernetes use the pod name (fieldRef metadata.name)")
-    namespace = env.get("PATRONI_KUBERNETES_NAMESPACE") or env.get("POD_NAMESPACE") or facts.service_account_namespace
+    namespace = env.text("PATRONI_KUBERNETES_NAMESPACE") or env.text("POD_NAMESPACE") or facts.service_account_namespace
     return Identity(scope=scope, name=name, namespace=namespace)
 
 
@@ -331,49 +339,58 @@ def _is_wildcard(host: str) -> bool:
     return host in ("*", "0.0.0.0", "::", "")
 
 
+def _address(env: Env, name: str, text: str, example: str, hosts: Optional[str] = None) -> Optional[Address]:
+    """`text` parsed as host:port with a host that is safe to hand to libpq and Patroni; None (and a Problem) if not."""
+    if env.bad.has(name):
+        return None  # already refused as text (control characters, not UTF-8)
+    address = parse_address(text)
+    problem = host_problem(address.host) if address else "it is not host:port"
+    for host in (hosts.split(",") if hosts else ()):
+        problem = problem or host_problem(host.strip().strip("[]"))
+    if problem or address is None:
+        env.bad.add(name, f"{text!r}: {problem}", f"use e.g. {example}")
+        return None
+    return address
+
+
 def _addresses(env: Env, mode: Mode, identity: Identity, bad: Collector) -> Addresses:
-    listen_text = env.get("PATRONI_POSTGRESQL_LISTEN", f"*:{layout.POSTGRES_PORT}")
-    listen = parse_address(_first_listen_host(listen_text).replace("*", "0.0.0.0", 1))
-    if listen is None:
-        bad.add("PATRONI_POSTGRESQL_LISTEN", f"{listen_text!r} is not host:port",
-                "use e.g. *:5432 or 0.0.0.0:5432")
-        listen = Address("0.0.0.0", layout.POSTGRES_PORT)
+    listen_text = env.text("PATRONI_POSTGRESQL_LISTEN", f"*:{layout.POSTGRES_PORT}")
+    hosts = listen_text.strip().rpartition(":")[0]
+    listen = _address(env, "PATRONI_POSTGRESQL_LISTEN", _first_listen_host(listen_text).replace("*", "0.0.0.0", 1),
+                      "*:5432 or 0.0.0.0:5432", hosts=hosts.replace("*", "0.0.0.0"))
+    listen = listen or Address("0.0.0.0", layout.POSTGRES_PORT)
     connect, derived = _connect_address(env, mode, identity, listen, bad)
-    restapi_listen = env.get("PATRONI_RESTAPI_LISTEN", f"0.0.0.0:{layout.RESTAPI_PORT}")
-    restapi_listen_addr = parse_address(restapi_listen.replace("*", "0.0.0.0", 1))
-    if restapi_listen_addr is None:
-        bad.add("PATRONI_RESTAPI_LISTEN", f"{restapi_listen!r} is not host:port", "use e.g. 0.0.0.0:8008")
-        restapi_listen_addr = Address("0.0.0.0", layout.RESTAPI_PORT)
-    restapi_connect_text = env.get("PATRONI_RESTAPI_CONNECT_ADDRESS")
-    restapi_connect = parse_address(restapi_connect_text) if restapi_connect_text else \
-        Address(connect.host, restapi_listen_addr.port)
-    if restapi_connect is None:
-        bad.add("PATRONI_RESTAPI_CONNECT_ADDRESS", f"{restapi_connect_text!r} is not host:port",
-                "use the name peers reach the REST API by, e.g. citusdemo-0-0.citusdemo.default.svc.cluster.local:8008")
-        restapi_connect = Address(connect.host, restapi_listen_addr.port)
-    return Addresses(listen=listen, listen_host=listen_text.strip().rpartition(":")[0] or "*",
-                     connect=connect, connect_derived=derived,
+    restapi_listen = env.text("PATRONI_RESTAPI_LISTEN", f"0.0.0.0:{layout.RESTAPI_PORT}")
+    restapi_listen_addr = _address(env, "PATRONI_RESTAPI_LISTEN", restapi_listen.replace("*", "0.0.0.0", 1),
+                                   "0.0.0.0:8008") or Address("0.0.0.0", layout.RESTAPI_PORT)
+    restapi_connect = Address(connect.host, restapi_listen_addr.port)
+    if env.given("PATRONI_RESTAPI_CONNECT_ADDRESS"):
+        restapi_connect = _address(env, "PATRONI_RESTAPI_CONNECT_ADDRESS", env.text("PATRONI_RESTAPI_CONNECT_ADDRESS"),
+                                   "citusdemo-0-0.citusdemo.default.svc.cluster.local:8008") or restapi_connect
+    return Addresses(listen=listen, listen_host=hosts or "*", connect=connect, connect_derived=derived,
                      restapi_listen=restapi_listen, restapi_connect=restapi_connect)
 
 
 def _connect_address(env: Env, mode: Mode, identity: Identity, listen: Address, bad: Collector) -> tuple:
     """Returns (Address, derived): given, derived from the pod's DNS name, or the specific listen address."""
-    connect_text = env.get("PATRONI_POSTGRESQL_CONNECT_ADDRESS")
-    if connect_text:
-        connect = parse_address(connect_text)
-        if connect is None:
-            bad.add("PATRONI_POSTGRESQL_CONNECT_ADDRESS", f"{connect_text!r} is not host:port",
-                    "use the name peers reach this node by, "
-                    "e.g. citusdemo-0-0.citusdemo.default.svc.cluster.local:5432")
-            return Address("unknown", listen.port), False
-        return connect, False
+    if env.given("PATRONI_POSTGRESQL_CONNECT_ADDRESS"):
+        connect = _address(env, "PATRONI_POSTGRESQL_CONNECT_ADDRESS", env.text("PATRONI_POSTGRESQL_CONNECT_ADDRESS"),
+                           "citusdemo-0-0.citusdemo.default.svc.cluster.local:5432 (the name peers reach this "
+                           "node by)")
+        return connect or Address("unknown", listen.port), False
     if env.given("KUBERNETES_SERVICE_HOST") and identity.name:
-        service = env.get("PCK_HEADLESS_SERVICE") or identity.scope
-        domain = env.get("PCK_CLUSTER_DOMAIN", layout.CLUSTER_DOMAIN).strip(".")
+        service = env.text("PCK_HEADLESS_SERVICE") or identity.scope
+        domain = env.text("PCK_CLUSTER_DOMAIN", layout.CLUSTER_DOMAIN).strip(".")
         if identity.namespace is None:
             bad.add("PATRONI_KUBERNETES_NAMESPACE", "the pod's namespace is unknown, so its DNS name cannot be derived",
                     "set PATRONI_KUBERNETES_NAMESPACE from the downward API (fieldRef metadata.namespace)")
-        return Address(f"{identity.name}.{service}.{identity.namespace or 'default'}.svc.{domain}", listen.port), True
+        host = f"{identity.name}.{service}.{identity.namespace or 'default'}.svc.{domain}"
+        problem = host_problem(host)
+        if problem:
+            bad.add("PATRONI_NAME", f"the DNS name {host!r} derived from it (with PCK_HEADLESS_SERVICE, the namespace "
+                                    f"and PCK_CLUSTER_DOMAIN) is not usable: {problem}",
+                    "use the pod name, a plain DNS label, and set PATRONI_POSTGRESQL_CONNECT_ADDRESS if needed")
+        return Address(host, listen.port), True
     if not _is_wildcard(listen.host):
         return listen, False
     bad.add("PATRONI_POSTGRESQL_CONNECT_ADDRESS",
@@ -384,15 +401,15 @@ def _connect_address(env: Env, mode: Mode, identity: Identity, listen: Address, 
 
 
 def _users(env: Env, bad: Collector) -> Users:
-    superuser = User(env.get("PATRONI_SUPERUSER_USERNAME", "postgres"), env.get("PATRONI_SUPERUSER_PASSWORD") or None)
-    replication = User(env.get("PATRONI_REPLICATION_USERNAME", "replicator"),
+    superuser = User(env.name("PATRONI_SUPERUSER_USERNAME", "postgres"), env.get("PATRONI_SUPERUSER_PASSWORD") or None)
+    replication = User(env.name("PATRONI_REPLICATION_USERNAME", "replicator"),
                        env.get("PATRONI_REPLICATION_PASSWORD") or None)
     for var, user in (("PATRONI_SUPERUSER_PASSWORD", superuser), ("PATRONI_REPLICATION_PASSWORD", replication)):
-        if not user.password:
+        if not user.password and not bad.has(var):
             bad.add(var, "not set", f"set a password for the {user.username!r} role (from a Kubernetes Secret)")
     rewind = None
     if env.given("PATRONI_REWIND_USERNAME"):
-        rewind = User(env.get("PATRONI_REWIND_USERNAME"), env.get("PATRONI_REWIND_PASSWORD") or None)
+        rewind = User(env.name("PATRONI_REWIND_USERNAME", "rewind_user"), env.get("PATRONI_REWIND_PASSWORD") or None)
         if not rewind.password:
             bad.add("PATRONI_REWIND_PASSWORD", "PATRONI_REWIND_USERNAME is set but its password is not",
                     "set PATRONI_REWIND_PASSWORD, or unset PATRONI_REWIND_USERNAME to rewind as the superuser")
@@ -400,9 +417,9 @@ def _users(env: Env, bad: Collector) -> Users:
 
 
 def _citus(env: Env, bad: Collector) -> Optional[Citus]:
-    database = env.get("PATRONI_CITUS_DATABASE") or None
+    database = env.name("PATRONI_CITUS_DATABASE", "") or None if env.given("PATRONI_CITUS_DATABASE") else None
     if env.given("PATRONI_CITUS_GROUP"):
-        group = _int(bad, env, "PATRONI_CITUS_GROUP", 0)
+        group = env.integer("PATRONI_CITUS_GROUP", 0, 0, MAX_CITUS_GROUP)
         if database is None:
             bad.add("PATRONI_CITUS_DATABASE", "PATRONI_CITUS_GROUP is set but the Citus database is not",
                     "set PATRONI_CITUS_DATABASE, e.g. citus")
@@ -418,7 +435,7 @@ def _check_patroni_agrees(bad: Collector, env: Env, mode: Mode, mtls: bool) -> N
     """Patroni's own variables override the YAML; refuse ones that would silently undo the TLS mode."""
     for role in ("SUPERUSER", "REPLICATION", "REWIND"):
         var = f"PATRONI_{role}_SSLMODE"
-        if env.given(var) and env.get(var) != mode.name:
+        if env.given(var) and env.word(var) != mode.name:
             bad.add(var, f"says {env.get(var)!r} but PGSSLMODE={mode} needs sslmode={mode} on every internal link",
                     f"unset {var}; PGSSLMODE sets the mode of every internal link")
         for suffix, instead in (("SSLROOTCERT", "PGSSLROOTCERT"), ("SSLCERT", "PCK_CLIENT_CERT"),
@@ -428,7 +445,7 @@ def _check_patroni_agrees(bad: Collector, env: Env, mode: Mode, mtls: bool) -> N
                 bad.add(var, "would override the staged copy the entrypoint renders for this link "
                              "(and may point at a file the postgres user cannot read)",
                         f"unset {var}; set {instead} once for every internal link")
-    verify_client = env.get("PATRONI_RESTAPI_VERIFY_CLIENT")
+    verify_client = env.word("PATRONI_RESTAPI_VERIFY_CLIENT")
     if verify_client and verify_client not in ("none", "optional", "required"):
         bad.add("PATRONI_RESTAPI_VERIFY_CLIENT", f"{verify_client!r} is not none, optional or required",
                 "unset it; PCK_CLIENT_CERT_AUTH=true turns on client certificates everywhere")
@@ -436,45 +453,6 @@ def _check_patroni_agrees(bad: Collector, env: Env, mode: Mode, mtls: bool) -> N
         bad.add("PATRONI_RESTAPI_VERIFY_CLIENT",
                 f"says {verify_client!r} but PCK_CLIENT_CERT_AUTH=true needs 'required'",
                 "unset PATRONI_RESTAPI_VERIFY_CLIENT")
-    insecure = env.get("PATRONI_CTL_INSECURE")
-    if insecure and parse_bool(insecure) and mode.verifies_host:
+    if env.boolean("PATRONI_CTL_INSECURE", False) and mode.verifies_host:
         bad.add("PATRONI_CTL_INSECURE", "turns off certificate checks of the REST API, but PGSSLMODE=verify-full",
                 "unset PATRONI_CTL_INSECURE")
-
-
-def _bool(bad: Collector, env: Env, name: str, default: bool) -> Optional[bool]:
-    if name not in env.values:
-        return default
-    value = parse_bool(env.values[name])
-    if value is None:
-        bad.add(name, f"{env.values[name]!r} is not a boolean", "use true or false")
-    return value
-
-
-def _seconds(bad: Collector, env: Env, name: str, default: float) -> float:
-    text = env.get(name).strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 3600:
-        bad.add(name, f"{text!r} is not a number of seconds between 0 and 3600",
-                f"use e.g. {default:g}, or 0 to turn certificate watching off")
-        return default
-    return value
-
-
-def _int(bad: Collector, env: Env, name: str, default: int) -> int:
-    text = env.get(name).strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        bad.add(name, f"{text!r} is not a whole number", f"use a number such as {default}")
-        return default
-    if value < 0:
-        bad.add(name, f"{value} is negative", f"use a number such as {default}")
-    return value

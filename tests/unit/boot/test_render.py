@@ -230,8 +230,8 @@ def test_restapi_and_ctl_per_mode(node_files, mode, names, restapi_tls, ctl):
     assert config.get("ctl") == ctl
 
 
-def test_patroni_restapi_file_variables_are_used_staged(node_files):
-    files = {**node_files, "/api/cert.pem": b"api cert", "/api/key.pem": b"api key"}
+def test_patroni_restapi_file_variables_are_used_staged(node, node_files):
+    files = {**node_files, "/api/cert.pem": node.cert_pem, "/api/key.pem": node.key_pem}
     config = config_for(files, "verify-full", PATRONI_RESTAPI_CERTFILE="/api/cert.pem",
                         PATRONI_RESTAPI_KEYFILE="/api/key.pem")
     assert config["restapi"]["certfile"] == f"{TLS_DIR}/patroni_restapi_certfile.pem"
@@ -310,9 +310,15 @@ AWKWARD = st.one_of(
 @given(su=AWKWARD, repl=AWKWARD, user=AWKWARD, scope=AWKWARD, data_dir=AWKWARD, runtime=AWKWARD, mode=st.sampled_from(MODES))
 def test_any_text_survives_render_and_reparse(node_files, su, repl, user, scope, data_dir, runtime, mode):
     env = env_with(PGSSLMODE=mode, PATRONI_SUPERUSER_PASSWORD=su, PATRONI_REPLICATION_PASSWORD=repl,
-                   PATRONI_SUPERUSER_USERNAME=user, PATRONI_SCOPE=scope, PATRONI_POSTGRESQL_DATA_DIR=data_dir,
+                   PATRONI_SUPERUSER_USERNAME=user, PATRONI_SCOPE=scope, PATRONI_POSTGRESQL_DATA_DIR="/" + data_dir,
                    PCK_RUNTIME_DIR="/" + runtime, **CITUS)
-    settings = parse_settings(env, facts())
+    try:
+        settings = parse_settings(env, facts())
+    except InputError as err:
+        # Names and paths with control characters or odd shapes are refused; passwords never are.
+        assert {p.where for p in err.problems} <= {"PATRONI_SUPERUSER_USERNAME", "PATRONI_SCOPE",
+                                                   "PATRONI_POSTGRESQL_DATA_DIR", "PCK_RUNTIME_DIR"}, err.report()
+        return
     material = check(settings, node_files)
     paths = plan_paths(settings, material)
     config = build_config(settings, paths)
@@ -322,7 +328,7 @@ def test_any_text_survives_render_and_reparse(node_files, su, repl, user, scope,
     auth = parsed["postgresql"]["authentication"]
     assert (auth["superuser"]["password"], auth["replication"]["password"], auth["superuser"]["username"]) == \
         (su, repl, user)
-    assert (parsed["scope"], parsed["postgresql"]["data_dir"]) == (scope, data_dir)
+    assert (parsed["scope"], parsed["postgresql"]["data_dir"]) == (scope, settings.paths.data_dir)
     conninfo = parse_conninfo(parsed["postgresql"]["parameters"]["citus.node_conninfo"])
     if mode in ("verify-ca", "verify-full"):
         assert conninfo["sslrootcert"] == settings.paths.runtime_dir + "/tls/ca.crt"
