@@ -133,13 +133,14 @@ def _load_cas(path: Optional[str], problems: List[Problem]) -> list:
     """The CA certificates in `path` ([] for none); a file that cannot be used becomes a Problem."""
     if not path:
         return []
+    from entrypoint.pki import reader
     from entrypoint.pki.load import load_certificates
 
     try:
-        with open(path, "rb") as handle:
-            return load_certificates(handle.read())
+        return load_certificates(reader.read_file(path, reader.CA_BUNDLE))
     except OSError as exc:
-        problems.append(Problem(f"--ca {path}", f"cannot read it ({exc.strerror})", "give the CA certificate file"))
+        problems.append(Problem(f"--ca {path}", f"cannot read it ({reader.why(exc)})",
+                                "give the CA certificate file (a regular PEM file)"))
     except ValueError:
         problems.append(Problem(f"--ca {path}", "holds no PEM certificate", "give the CA's ca.crt"))
     return []

@@ -165,14 +165,18 @@ def _load_existing_ca(out_dir: str):
                                              f"{'is' if len(missing) == 1 else 'are'} missing",
                                   "point --out-dir at the directory holding ca.crt and ca.key, or run without "
                                   "--renew to create a CA")])
+    from entrypoint.pki import reader
+
     try:
-        with open(cert_path, "rb") as cert_file, open(key_path, "rb") as key_file:
-            return load_ca(cert_file.read(), key_file.read())
+        return load_ca(reader.read_file(cert_path, reader.CERTIFICATE), reader.read_file(key_path, reader.PRIVATE_KEY))
     except TypeError:
         raise InputError([Problem(key_path, "is encrypted: --renew needs an unencrypted CA key",
                                   f"decrypt a copy with `openssl pkey -in {key_path} -out ca.key` in a private "
                                   "directory")]) from None
-    except (ValueError, OSError) as exc:
+    except OSError as exc:
+        raise InputError([Problem("--renew", f"cannot use the CA in {out_dir!r}: {exc.filename}: {reader.why(exc)}",
+                                  "give the --out-dir holding the CA's own ca.crt and ca.key (PEM)")]) from None
+    except ValueError as exc:
         raise InputError([Problem("--renew", f"cannot use the CA in {out_dir!r}: {exc}",
                                   "give the --out-dir holding the CA's own ca.crt and ca.key (PEM)")]) from None
 

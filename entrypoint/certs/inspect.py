@@ -17,9 +17,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from entrypoint.errors import Problem
+from entrypoint.pki import reader
 from entrypoint.pki.chain import chains_to
 from entrypoint.pki.keys import describe_key, key_matches
-from entrypoint.pki.load import load_certificates, load_private_key
+from entrypoint.pki.load import fully_parsed, load_certificates, load_private_key
 from entrypoint.pki.names import name_covered, san_names
 
 _KEY_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----", re.S)
@@ -121,15 +122,15 @@ def key_mode_warning(path: str, st: os.stat_result) -> Optional[str]:
 
 
 def _read(path: str, what: str) -> tuple[bytes, Optional[Problem]]:
+    """The file's bytes through the one safe reader (no FIFO, device or oversized file), or a Problem."""
     if os.path.isdir(path):
         return b"", Problem(f"{what} {path}", "is a directory with no *.crt, *.pem or *.key files",
                             "give certificate or key files")
     try:
-        with open(path, "rb") as handle:
-            return handle.read(), None
+        return reader.read_file(path, reader.CA_BUNDLE), None
     except OSError as exc:
-        return b"", Problem(f"{what} {path}", f"cannot read it: {exc.strerror or exc}",
-                            "check the path and its permissions")
+        return b"", Problem(f"{what} {path}", f"cannot read it: {reader.why(exc)}",
+                            "give a regular PEM file you can read")
 
 
 def inspect_material(files: dict[str, bytes], ca_pem: Optional[bytes] = None, ca_label: Optional[str] = None,
@@ -216,11 +217,16 @@ def _certificates_in(label: str, data: bytes, report: Report) -> list:
     if b"-----BEGIN CERTIFICATE-----" not in data:
         return []
     try:
-        return load_certificates(data)
+        certs = load_certificates(data)
     except ValueError as exc:
         report.problems.append(Problem(label, f"a certificate block cannot be parsed ({exc})",
                                        "check the file is PEM and not truncated, or regenerate it"))
         return []
+    if not all(fully_parsed(cert) for cert in certs):
+        report.problems.append(Problem(label, "holds a damaged certificate (its fields do not parse, e.g. an "
+                                              "extension given twice)", "issue the certificate again"))
+        return []
+    return certs
 
 
 def _check_dates(info: CertInfo, now: dt.datetime, warn_days: int, report: Report) -> None:

@@ -40,7 +40,9 @@ def test_patroni_reads_private_staged_copies_of_the_etcd_files(cluster):
         path = env[var]
         assert os.path.dirname(path) == tls, var
         st = os.stat(path)
-        assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == postgres.pw_uid, var
+        # Keys private; certificates public (re-encoded from what was checked, so nothing else rides along).
+        assert stat.S_IMODE(st.st_mode) == (0o600 if var.endswith("_KEY") else 0o644), var
+        assert st.st_uid == postgres.pw_uid, var
     with open(env["PATRONI_ETCD3_KEY"], "rb") as staged, \
             open(os.path.join(cluster.etcd.tls_dir, "client.key"), "rb") as mounted:
         assert staged.read() == mounted.read()

@@ -48,12 +48,12 @@ def test_cert_manager_names(ca, node):
     settings = settings_for("verify-full", CERT_MANAGER_NAMES)
     material = check(settings, cert_files(node, ca.cert_pem, CERT_MANAGER_NAMES))
     assert material.server.leaf == node.cert
-    assert files_to_read(settings) == ["/certs/tls.crt", "/certs/tls.key", CA]
+    assert list(files_to_read(settings)) == ["/certs/tls.crt", "/certs/tls.key", CA]
 
 
 def test_disable_reads_nothing():
     settings = settings_for("disable")
-    assert files_to_read(settings) == []
+    assert list(files_to_read(settings)) == []
     material = check(settings, {})
     assert (material.server, material.ca_pem, material.warnings) == (None, None, ())
 
@@ -256,7 +256,7 @@ def test_password_given_for_a_plain_key_is_harmless(node_files):
 def test_prefer_without_certificates_warns_and_runs_plain(mode):
     settings = settings_for(mode, ())
     assert not settings.server_ssl
-    assert files_to_read(settings) == [CA]
+    assert list(files_to_read(settings)) == [CA]
     material = check(settings, {CA: FileNotFoundError(errno.ENOENT, "No such file or directory", CA)})
     assert material.server is None and material.ca_pem is None
     assert len(material.warnings) == 1 and f"PGSSLMODE={mode}" in material.warnings[0]
@@ -301,14 +301,36 @@ def test_every_tls_problem_is_reported_together(ca, node):
     assert len(found) == 4  # expired, not signed by the CA, two uncovered connect addresses
 
 
-def test_patroni_tls_files_are_read_and_kept(node_files):
+def test_patroni_tls_files_are_read_checked_and_re_encoded(ca, node, node_files):
     settings = settings_for("verify-full", PATRONI_ETCD3_CACERT="/etcd/ca.pem", PATRONI_ETCD3_KEY="/etcd/k.pem")
-    assert files_to_read(settings)[-2:] == ["/etcd/ca.pem", "/etcd/k.pem"]
-    files = {**node_files, "/etcd/ca.pem": b"etcd ca", "/etcd/k.pem": PermissionError(13, "Permission denied")}
+    assert list(files_to_read(settings))[-2:] == ["/etcd/ca.pem", "/etcd/k.pem"]
+    files = {**node_files, "/etcd/ca.pem": ca.cert_pem, "/etcd/k.pem": PermissionError(13, "Permission denied")}
     where, what, _ = only_problem(settings, files)
     assert where == "PATRONI_ETCD3_KEY" and "Permission denied" in what
-    material = check(settings, {**files, "/etcd/k.pem": b"etcd key"})
-    assert dict(material.extra_files) == {"PATRONI_ETCD3_CACERT": b"etcd ca", "PATRONI_ETCD3_KEY": b"etcd key"}
+    material = check(settings, {**files, "/etcd/k.pem": node.key_pem})
+    assert {var: staged.data for var, staged in material.extra_files.items()} == {
+        "PATRONI_ETCD3_CACERT": ca.cert_pem, "PATRONI_ETCD3_KEY": node.key_pem}
+
+
+@pytest.mark.parametrize("var, content, words", [
+    ("PATRONI_ETCD3_CACERT", b"root:x:0:0:root:/root:/bin/bash\n", "is not a PEM certificate"),  # /etc/shadow-like
+    ("PATRONI_ETCD3_KEY", b"etcd key", "is not a PEM private key"),
+    ("PATRONI_RESTAPI_CERTFILE", b"", "is empty"),
+])
+def test_patroni_tls_files_that_do_not_hold_what_they_name_are_refused(node_files, var, content, words):
+    settings = settings_for("verify-full", **{var: "/x/file.pem"})
+    where, what, _ = only_problem(settings, {**node_files, "/x/file.pem": content})
+    assert where == var and words in what
+
+
+def test_patroni_restapi_pair_must_match_and_cover_the_rest_connect_address(ca, node, node_files):
+    other = ca.issue("elsewhere.example")
+    settings = settings_for("verify-full", PATRONI_RESTAPI_CERTFILE="/api/c.pem", PATRONI_RESTAPI_KEYFILE="/api/k.pem")
+    found = problems(settings, {**node_files, "/api/c.pem": other.cert_pem, "/api/k.pem": node.key_pem})
+    assert {where for where, _, _ in found} == {"PATRONI_RESTAPI_KEYFILE", "PATRONI_RESTAPI_CERTFILE"}
+    assert any("does not cover" in what for _, what, _ in found)
+    material = check(settings, {**node_files, "/api/c.pem": node.cert_pem, "/api/k.pem": node.key_pem})
+    assert set(material.extra_files) == {"PATRONI_RESTAPI_CERTFILE", "PATRONI_RESTAPI_KEYFILE"}
 
 
 # A key on secp112r1: OpenSSL makes it, cryptography refuses it with UnsupportedAlgorithm (not a ValueError).
