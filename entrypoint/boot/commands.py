@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 import datetime
 import glob
+import math
 import os
 import sys
-from typing import Mapping
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence, Tuple
 
 from entrypoint import layout
+from entrypoint.boot.dirs import check_directories, make_directories
 from entrypoint.boot.launch import (
+    RunUser,
     drop_privileges,
     exec_command,
     exec_environment,
     patroni_command,
-    prepare_directories,
+    resolve_command,
     resolve_run_user,
     write_config,
 )
@@ -25,7 +29,8 @@ from entrypoint.boot.render import RenderBug, build_config, render_for, render_y
 from entrypoint.boot.settings import HostFacts, Settings, parse_settings
 from entrypoint.boot.stage import plan_paths, stage_material
 from entrypoint.boot.watch import spawn_watcher
-from entrypoint.errors import EXIT_BAD_INPUT, InputError
+from entrypoint.errors import EXIT_BAD_INPUT, InputError, Problem, printable
+from entrypoint.pki import reader
 from entrypoint.pki.names import name_covered, san_names
 
 
@@ -47,8 +52,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     probe = sub.add_parser("probe", help="ask the local Patroni REST API for readiness or liveness (for pod probes)")
     probe.add_argument("kind", choices=("readiness", "liveness"))
-    probe.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer (default 5)")
+    probe.add_argument("--timeout", type=_probe_timeout, default=5.0,
+                       help="seconds to wait for the answer, more than 0 and at most 60 (default 5)")
     probe.set_defaults(func=cmd_probe)
+
+
+def _probe_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 60:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0 and at most 60")
+    return value
+
+
+def _read_text(path: str, kind: reader.Kind) -> Tuple[Optional[str], Optional[str]]:
+    """(text, None), or (None, why it could not be read) through the one safe reader."""
+    try:
+        return reader.read_file(path, kind).decode("utf-8"), None
+    except OSError as exc:
+        return None, reader.why(exc)
+    except UnicodeDecodeError:
+        return None, "holds bytes that are not valid UTF-8"
 
 
 def gather_facts(env: Mapping[str, str]) -> HostFacts:
@@ -58,24 +84,14 @@ def gather_facts(env: Mapping[str, str]) -> HostFacts:
         entries = frozenset(os.listdir(cert_dir))
     except OSError:
         entries = frozenset()
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=_major)
-    password_file = env.get("PGSSLKEY_PASSWORD_FILE")
-    content = None
-    if password_file:
-        try:
-            with open(password_file, encoding="utf-8") as handle:
-                content = handle.read()
-        except OSError:
-            content = None
-    namespace = None
-    try:
-        with open(layout.SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as handle:
-            namespace = handle.read().strip() or None
-    except OSError:
-        pass
-    return HostFacts(cert_dir_entries=entries, service_account_namespace=namespace,
+    bins = sorted(glob.glob(layout.PG_BIN_GLOB), key=_major)
+    content, error = None, None
+    if env.get("PGSSLKEY_PASSWORD_FILE"):
+        content, error = _read_text(env["PGSSLKEY_PASSWORD_FILE"], reader.SECRET_TEXT)
+    namespace, _ = _read_text(layout.SERVICE_ACCOUNT_NAMESPACE, reader.SMALL_TEXT)
+    return HostFacts(cert_dir_entries=entries, service_account_namespace=(namespace or "").strip() or None,
                      pg_bin_dir=os.path.dirname(bins[-1]) if bins else None,
-                     key_password_file_content=content)
+                     key_password_file_content=content, key_password_file_error=error)
 
 
 def _major(path: str) -> float:
@@ -85,82 +101,101 @@ def _major(path: str) -> float:
         return 0.0
 
 
-def validate(env: Mapping[str, str]) -> tuple:
-    """Parse and check every input. Returns (settings, material); raises InputError."""
+@dataclass(frozen=True)
+class Plan:
+    """Everything `run` will do, decided before its first write."""
+
+    settings: Settings
+    material: TlsMaterial
+    user: RunUser
+    command: list
+    child_env: dict
+    text: str  # the configuration, rendered and parsed back
+
+
+def inputs(env: Mapping[str, str]) -> Tuple[Settings, TlsMaterial]:
+    """Parse and check the environment and the TLS files. Raises InputError."""
     settings = parse_settings(env, gather_facts(env))
     now = datetime.datetime.now(datetime.timezone.utc)
-    material = check_material(settings, read_files(files_to_read(settings)), now)
-    return settings, material
+    return settings, check_material(settings, read_files(files_to_read(settings)), now)
+
+
+def plan(env: Mapping[str, str], argv: Sequence[str]) -> Plan:
+    """Everything `check` checks and `run` needs: inputs, run user, directories, the command, the YAML.
+
+    Raises InputError listing every problem; writes nothing.
+    """
+    settings, material = inputs(env)
+    user = resolve_run_user(settings, os.geteuid())
+    paths = plan_paths(settings, material)
+    child_env = exec_environment(env, settings, paths, user)
+    problems = check_directories(settings, user.who())
+    try:
+        command = resolve_command(list(argv) or patroni_command(settings.paths.config_file), child_env)
+    except InputError as err:
+        problems += list(err.problems)
+        command = []
+    if problems:
+        raise InputError(problems)
+    text = render_yaml(build_config(settings, paths), settings)
+    return Plan(settings, material, user, command, child_env, text)
 
 
 def _warn(material: TlsMaterial) -> None:
     for warning in material.warnings:
-        print(f"patroni-citus-k8s: warning: {warning}", file=sys.stderr)
-
-
-def _fail(err: InputError) -> int:
-    print(err.report(), file=sys.stderr)
-    return EXIT_BAD_INPUT
+        print(f"patroni-citus-k8s: warning: {printable(warning)}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    env = dict(os.environ)
     argv = list(args.argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
+    p = plan(dict(os.environ), argv)  # InputError: exit 2 before anything is written (cli.main)
+    _warn(p.material)
+    settings, user = p.settings, p.user
     try:
-        settings, material = validate(env)
-        user = resolve_run_user(settings, os.geteuid())
-    except InputError as err:
-        return _fail(err)
-    _warn(material)
-    try:
-        paths = stage_material(settings, material, user.uid, user.gid)
-        text = render_yaml(build_config(settings, paths), settings)
-        write_config(settings, text, user)
-        prepare_directories(settings, user)
+        make_directories(settings, user.who())
+        paths = stage_material(settings, p.material, user.uid, user.gid)
+        write_config(settings, p.text, user)
     except OSError as exc:
-        print(f"patroni-citus-k8s: cannot write {exc.filename}: {exc.strerror}\n"
-              f"    fix: PCK_RUNTIME_DIR ({settings.paths.runtime_dir}) and PCK_CONFIG_FILE must be writable "
-              "directories "
-              "for the container user: mount an emptyDir there, or start the container as root", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    command = argv or patroni_command(settings.paths.config_file)
-    child_env = exec_environment(env, settings, paths, user)
+        raise InputError([Problem(str(exc.filename or settings.paths.runtime_dir),
+                                  f"cannot write: {exc.strerror or exc}",
+                                  "PCK_RUNTIME_DIR, PCK_CONFIG_FILE and PCK_SOCKET_DIR must be writable: mount an "
+                                  "emptyDir there, or start the container as root")],
+                         outcome="nothing was started") from None
     if settings.tuning.watch_interval > 0 and files_to_read(settings):
         spawn_watcher(settings, user.uid, user.gid, user.groups, paths, lambda: drop_privileges(user))
     drop_privileges(user)
     print(f"patroni-citus-k8s: PGSSLMODE={settings.mode}, ssl="
           f"{'on' if settings.server_ssl and paths.server_cert else 'off'}, config {settings.paths.config_file}, "
-          f"exec {command[0]} as {user.name}", file=sys.stderr)
-    exec_command(command, child_env)
+          f"exec {p.command[0]} as {user.name}", file=sys.stderr)
+    exec_command(p.command, p.child_env)
     return 1  # not reached
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    try:
-        settings, material = validate(dict(os.environ))
-    except InputError as err:
-        return _fail(err)
+    settings, material = inputs(dict(os.environ))
     _warn(material)
     sys.stdout.write(render_for(settings, plan_paths(settings, material), args.show_secrets))
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    env = dict(os.environ)
     try:
-        settings, material = validate(env)
-        resolve_run_user(settings, os.geteuid())
-        render_for(settings, plan_paths(settings, material), show_secrets=False)
+        p = plan(dict(os.environ), [])
     except InputError as err:
         print(err.report())
         return EXIT_BAD_INPUT
     except RenderBug as err:
         print(f"patroni-citus-k8s: bug: {err}", file=sys.stderr)
         return 1
-    print(check_report(settings, material))
+    print(printable_lines(check_report(p.settings, p.material)))
     return 0
+
+
+def printable_lines(text: str) -> str:
+    """`text` with control characters escaped line by line (certificate fields may hold anything)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
 
 
 def check_report(settings: Settings, material: TlsMaterial) -> str:
@@ -174,7 +209,8 @@ def check_report(settings: Settings, material: TlsMaterial) -> str:
         f"mutual TLS           {'on' if settings.mtls.enabled else 'off'}",
         f"connect address      {settings.addresses.connect}"
         f"{' (derived from the pod name)' if settings.addresses.connect_derived else ''}",
-        f"REST API             {'https' if material.server and settings.server_ssl else 'http'}://{settings.addresses.restapi_connect}",
+        f"REST API             {'https' if material.server and settings.server_ssl else 'http'}"
+        f"://{settings.addresses.restapi_connect}",
         f"config file          {settings.paths.config_file}",
     ]
     if material.server is not None:

@@ -9,12 +9,13 @@ import sys
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
+from entrypoint.boot import fsops
+from entrypoint.boot.dirs import Who
 from entrypoint.boot.settings import PATRONI_TLS_FILE_VARS, Settings
-from entrypoint.boot.stage import StagedPaths, ensure_dir, write_private_file
+from entrypoint.boot.stage import StagedPaths
 from entrypoint.errors import InputError, Problem
 
 CONFIG_MODE = 0o600  # it holds passwords
-DATA_PARENT_MODE = 0o700
 # Secrets the child processes do not need once the key copy is decrypted.
 DROPPED_VARS = ("PGSSLKEY_PASSWORD", "PGSSLKEY_PASSWORD_FILE")
 
@@ -26,6 +27,10 @@ class RunUser:
     gid: int
     home: str
     groups: tuple
+
+    def who(self) -> Who:
+        """This user for the directory checks, and whether we start as root."""
+        return Who(self.uid, self.gid, tuple(self.groups), root=os.geteuid() == 0)
 
 
 def resolve_run_user(settings: Settings, euid: int) -> RunUser:
@@ -81,27 +86,9 @@ def _set_or_drop(env: dict, name: str, value: Optional[str]) -> None:
 
 
 def write_config(settings: Settings, text: str, user: RunUser) -> None:
-    """Atomically write the rendered YAML, mode 0600, owned by the run user."""
-    ensure_dir(os.path.dirname(settings.paths.config_file), user.uid, user.gid)
-    write_private_file(settings.paths.config_file, text.encode(), CONFIG_MODE, user.uid, user.gid)
-
-
-def prepare_directories(settings: Settings, user: RunUser) -> None:
-    """Make the socket directory and the data directory's parent usable by the run user.
-
-    Only when started as root (a fresh volume is root-owned); an existing data directory
-    itself is never touched: Patroni and initdb own it.
-    """
-    if os.geteuid() != 0:
-        return
-    ensure_dir(settings.paths.socket_dir, user.uid, user.gid, 0o2775)
-    parent = os.path.dirname(settings.paths.data_dir.rstrip("/"))
-    if parent and not os.path.exists(settings.paths.data_dir):
-        if not os.path.isdir(parent):
-            ensure_dir(parent, user.uid, user.gid, DATA_PARENT_MODE)
-        elif os.path.ismount(parent) and os.stat(parent).st_uid == 0:
-            # A fresh volume mounted for the data: hand it to the run user, as the postgres image does.
-            os.chown(parent, user.uid, user.gid)
+    """Atomically write the rendered YAML, mode 0600 from the first byte, owned by the run user."""
+    owner = (user.uid, user.gid) if os.geteuid() == 0 else None
+    fsops.write_file(settings.paths.config_file, text.encode(), CONFIG_MODE, owner)
 
 
 def drop_privileges(user: RunUser) -> None:
@@ -119,6 +106,16 @@ def patroni_command(config_file: str) -> list:
     beside = os.path.join(os.path.dirname(sys.executable), "patroni")
     binary = beside if os.access(beside, os.X_OK) else (shutil.which("patroni") or "patroni")
     return [binary, config_file]
+
+
+def resolve_command(argv: Sequence[str], env: Mapping[str, str]) -> list:
+    """`argv` with its program found on the exec environment's PATH; raises InputError before anything is written."""
+    found = shutil.which(argv[0], path=env.get("PATH", os.defpath)) if argv else None
+    if not found or os.path.isdir(found):
+        raise InputError([Problem("run --", f"{argv[0] if argv else '(nothing)'!r} is not an executable program "
+                                            f"on PATH ({env.get('PATH', os.defpath)})",
+                                  "give the full path of the program to exec, or install it in the image")])
+    return [found] + list(argv[1:])
 
 
 def exec_command(argv: Sequence[str], env: Mapping[str, str]) -> None:

@@ -8,6 +8,7 @@ import sys
 from typing import Optional
 
 from entrypoint.boot.settings import config_file_path
+from entrypoint.pki import reader
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -20,13 +21,15 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     path = config_file_path(os.environ)
     try:
-        with open(path, encoding="utf-8") as handle:
-            config = yaml.safe_load(handle)
+        config = yaml.safe_load(reader.read_file(path, reader.CONFIG))
     except OSError as exc:
-        print(f"probe: cannot read {path}: {exc.strerror} (has run started?)", file=sys.stderr)
+        print(f"probe: cannot read {path}: {reader.why(exc)} (has run started?)", file=sys.stderr)
         return 1
-    restapi = config.get("restapi", {})
-    ctl = config.get("ctl", {})
+    except yaml.YAMLError:
+        print(f"probe: {path} is not the YAML run writes (was it replaced?)", file=sys.stderr)
+        return 1
+    restapi = config.get("restapi", {}) if isinstance(config, dict) else {}
+    ctl = config.get("ctl", {}) if isinstance(config, dict) else {}
     listen_host, _, port = str(restapi.get("listen", ":8008")).rpartition(":")
     # A wildcard listen is reached on loopback; a specific address only on itself.
     host = "127.0.0.1" if listen_host.strip("[]") in ("", "*", "0.0.0.0", "::") else listen_host

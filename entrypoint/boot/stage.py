@@ -1,20 +1,25 @@
-"""Stage private copies of the checked TLS material: readable by the run user, keys by nobody else."""
+"""Stage private copies of the checked TLS material: readable by the run user, keys by nobody else, as one set.
+
+The files are re-encoded from the checked objects (never copied byte for byte) into a new
+generation directory, then `tls` is switched to it with one rename (boot.fsops), so
+PostgreSQL, Patroni and libpq see the old set or the new one, never half of each.
+"""
 
 from __future__ import annotations
 
-import errno
 import os
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 from entrypoint import layout
+from entrypoint.boot import fsops
 from entrypoint.boot.material import TlsMaterial
+from entrypoint.boot.patroni_files import staged_name
 from entrypoint.boot.settings import Settings
 from entrypoint.pki.load import chain_pem
 
 KEY_MODE = 0o600
 CERT_MODE = 0o644
-DIR_MODE = 0o755
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class StagedPaths:
 
 
 def tls_dir(settings: Settings) -> str:
+    """The stable path every configuration names: a link to the current generation."""
     return os.path.join(settings.paths.runtime_dir, layout.STAGED_TLS_DIR)
 
 
@@ -47,83 +53,36 @@ def plan_paths(settings: Settings, material: TlsMaterial) -> StagedPaths:
         if mtls else None,
         client_key=(os.path.join(base, "client.key") if client_separate else os.path.join(base, "server.key"))
         if mtls else None,
-        extra={var: os.path.join(base, var.lower() + ".pem") for var in material.extra_files},
+        extra={var: os.path.join(base, staged_name(var)) for var in material.extra_files},
     )
 
 
-def file_contents(material: TlsMaterial, paths: StagedPaths) -> dict:
-    """Return {staged path: (bytes, mode)} for every file to write."""
-    out: dict = {}
-    if material.server is not None:
+def file_contents(material: TlsMaterial, paths: StagedPaths) -> Dict[str, Tuple[bytes, int]]:
+    """Return {staged path: (bytes, mode)} for every file to write, each re-encoded from checked objects."""
+    out: Dict[str, Tuple[bytes, int]] = {}
+    if material.server is not None and paths.server_cert and paths.server_key:
         out[paths.server_cert] = (chain_pem(material.server.chain), CERT_MODE)
         out[paths.server_key] = (material.server.key_pem, KEY_MODE)
-    if material.ca_pem is not None:
-        out[paths.ca] = (material.ca_pem, CERT_MODE)
-    if material.client is not None and paths.client_cert:
+    ca_pem = material.ca_pem
+    if ca_pem is not None and paths.ca:
+        out[paths.ca] = (ca_pem, CERT_MODE)
+    if material.client is not None and paths.client_cert and paths.client_key:
         out[paths.client_cert] = (chain_pem(material.client.chain), CERT_MODE)
         out[paths.client_key] = (material.client.key_pem, KEY_MODE)
-    for var, data in material.extra_files.items():
-        # Patroni's own TLS files may be keys; keep them all private.
-        out[paths.extra[var]] = (data, KEY_MODE)
+    for var, staged in material.extra_files.items():
+        out[paths.extra[var]] = (staged.data, staged.mode)
     return out
 
 
-def ensure_dir(path: str, uid: int, gid: int, mode: int = DIR_MODE) -> None:
-    """Create `path` (and parents) if needed and make it owned by uid:gid with `mode`.
-
-    A directory someone else owns but we may write to (a volume mounted there, say an
-    emptyDir) is used as it is: only its owner or root could change its mode.
-    """
-    if os.path.islink(path):
-        if os.geteuid() != 0:
-            raise OSError(errno.ELOOP, "is a symbolic link, refusing to follow it", path)
-        # Root never follows a link the run user may have planted in its own directory.
-        os.unlink(path)
-    os.makedirs(path, mode=mode, exist_ok=True)
-    if os.geteuid() == 0:
-        os.lchown(path, uid, gid)
-    elif os.stat(path).st_uid != os.geteuid() and os.access(path, os.W_OK | os.X_OK):
-        return
-    os.chmod(path, mode)
-
-
-def write_private_file(path: str, data: bytes, mode: int, uid: int, gid: int) -> None:
-    """Atomically replace `path` with `data`.
-
-    The temporary file is created with O_EXCL and its final mode from the first
-    instant, so a key is never readable by others, then renamed over the old file, so
-    a reader (PostgreSQL on reload) sees either the old or the new file, never half.
-    """
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)  # the umask may have narrowed it; never widened beyond `mode`
-            if os.geteuid() == 0:
-                os.fchown(handle.fileno(), uid, gid)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def stage_material(settings: Settings, material: TlsMaterial, uid: int, gid: int) -> StagedPaths:
-    """Write the private copies; returns their paths. Raises OSError when the runtime dir is not writable."""
+    """Publish the private copies as one new set; returns their paths. Raises OSError (nothing half-written).
+
+    The runtime directory must exist (boot.dirs makes it).
+    """
     paths = plan_paths(settings, material)
     contents = file_contents(material, paths)
-    ensure_dir(settings.paths.runtime_dir, uid, gid)
     if contents:
-        ensure_dir(tls_dir(settings), uid, gid)
-    for path, (data, mode) in contents.items():
-        write_private_file(path, data, mode, uid, gid)
+        owner = (uid, gid) if os.geteuid() == 0 else None
+        files = {os.path.basename(path): entry for path, entry in contents.items()}
+        fsops.publish_set(settings.paths.runtime_dir, layout.STAGED_TLS_DIR, files, owner)
     return paths

@@ -9,8 +9,8 @@ import stat
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from entrypoint.boot import stage
-from entrypoint.boot.stage import plan_paths, stage_material, write_private_file
+from entrypoint.boot import fsops
+from entrypoint.boot.stage import plan_paths, stage_material
 from tests.unit.conftest import check, encrypt_key, settings_for
 
 UID, GID = os.getuid(), os.getgid()
@@ -29,13 +29,18 @@ def umask():
 
 
 def staged(tmp_path, files: dict, mode: str = "verify-full", **changes):
+    (tmp_path / "run").mkdir(exist_ok=True)  # boot.dirs makes it before staging
     settings = settings_for(mode, PCK_RUNTIME_DIR=str(tmp_path / "run"), **changes)
     material = check(settings, files)
     return settings, material, stage_material(settings, material, UID, GID)
 
 
+def listing(directory) -> list:
+    return sorted(os.listdir(directory))
+
+
 def mode_of(path: str) -> int:
-    return stat.S_IMODE(os.lstat(path).st_mode)
+    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 @pytest.mark.parametrize("mask", [0o000, 0o022, 0o077])
@@ -71,7 +76,7 @@ def test_key_file_is_never_wider_than_0600_at_any_instant(tmp_path, node_files, 
             created[path] = (stat.S_IMODE(os.fstat(fd).st_mode), bool(flags & os.O_EXCL))
         return fd
 
-    monkeypatch.setattr(stage.os, "open", watching_open)
+    monkeypatch.setattr(fsops.os, "open", watching_open)
     _, _, paths = staged(tmp_path, node_files)
     key_temps = {p: v for p, v in created.items() if os.path.basename(p).startswith("server.key")}
     assert key_temps, created
@@ -81,21 +86,20 @@ def test_key_file_is_never_wider_than_0600_at_any_instant(tmp_path, node_files, 
 
 
 def test_planted_files_are_not_reused_or_followed(tmp_path, node_files):
-    """A world-readable file at the temporary name, or a symlink at the final one, changes nothing."""
+    """An old plain tls/ directory holding a symlink and a world-readable file changes nothing outside it."""
     tls = tmp_path / "run" / "tls"
     tls.mkdir(parents=True)
     victim = tmp_path / "victim"
     victim.write_bytes(b"untouched")
     victim.chmod(0o644)
     (tls / "server.key").symlink_to(victim)
-    planted = tls / f"server.key.tmp-{os.getpid()}"
-    planted.write_bytes(b"old")
-    planted.chmod(0o666)
+    (tls / "server.key.tmp").write_bytes(b"old")
     _, material, paths = staged(tmp_path, node_files)
     assert victim.read_bytes() == b"untouched" and mode_of(str(victim)) == 0o644
-    assert not os.path.islink(paths.server_key) and mode_of(paths.server_key) == 0o600
+    assert os.path.islink(tls) and not os.path.islink(paths.server_key) and mode_of(paths.server_key) == 0o600
     assert open(paths.server_key, "rb").read() == material.server.key_pem
-    assert sorted(os.listdir(tls)) == ["ca.crt", "server.crt", "server.key"]
+    assert listing(tls) == ["ca.crt", "server.crt", "server.key"]
+    assert [n for n in listing(tmp_path / "run") if n != "tls"] == [os.readlink(tls)]  # the old directory is gone
 
 
 def test_restaging_replaces_atomically(tmp_path, ca, node_files):
@@ -111,7 +115,27 @@ def test_restaging_replaces_atomically(tmp_path, ca, node_files):
     reader.close()
     assert os.stat(paths.server_key).st_ino != before
     assert open(paths.server_key, "rb").read() == material.server.key_pem != old
-    assert sorted(os.listdir(os.path.dirname(paths.server_key))) == ["ca.crt", "server.crt", "server.key"]
+    assert listing(os.path.dirname(paths.server_key)) == ["ca.crt", "server.crt", "server.key"]
+    assert len([n for n in listing(tmp_path / "run") if n.startswith("tls.")]) == 2  # current and previous set
+
+
+def test_a_failure_half_way_keeps_the_previous_set_whole(tmp_path, ca, node_files, monkeypatch):
+    """New certificate written, new key not: the link still names the old set, whose key matches its cert."""
+    _, old_material, paths = staged(tmp_path, node_files)
+    real_create = fsops._create
+
+    def full_disk(dir_fd, name, data, mode, owner):
+        if name == "server.key":
+            raise OSError(28, "No space left on device", name)
+        real_create(dir_fd, name, data, mode, owner)
+
+    monkeypatch.setattr(fsops, "_create", full_disk)
+    renewed = ca.issue("*.demo.ns.svc.cluster.local")
+    with pytest.raises(OSError):
+        staged(tmp_path, {**node_files, "/certs/server.crt": renewed.cert_pem, "/certs/server.key": renewed.key_pem})
+    assert open(paths.server_cert, "rb").read() == node_files["/certs/server.crt"]
+    assert open(paths.server_key, "rb").read() == old_material.server.key_pem
+    assert [n for n in listing(tmp_path / "run") if n != "tls"] == [os.readlink(tmp_path / "run" / "tls")]
 
 
 def test_failed_write_leaves_no_temporary_file(tmp_path):
@@ -119,7 +143,7 @@ def test_failed_write_leaves_no_temporary_file(tmp_path):
     target.mkdir()
     (target / "x").write_bytes(b"")
     with pytest.raises(OSError):
-        write_private_file(str(target), b"secret", 0o600, UID, GID)
+        fsops.write_file(str(target), b"secret", 0o600, None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir-in-the-way"]
 
 
@@ -135,12 +159,18 @@ def test_staged_key_is_decrypted_and_contents_exact(tmp_path, ca, node, node_fil
     assert open(paths.ca, "rb").read() == ca.cert_pem
 
 
-def test_patroni_tls_files_are_staged_private(tmp_path, node_files):
-    files = {**node_files, "/etcd/ca.pem": b"etcd ca bytes"}
-    _, _, paths = staged(tmp_path, files, PATRONI_ETCD3_CACERT="/etcd/ca.pem")
-    staged_path = paths.extra["PATRONI_ETCD3_CACERT"]
-    assert staged_path == str(tmp_path / "run" / "tls" / "patroni_etcd3_cacert.pem")
-    assert open(staged_path, "rb").read() == b"etcd ca bytes" and mode_of(staged_path) == 0o600
+def test_patroni_tls_files_are_staged_re_encoded(tmp_path, ca, node, node_files):
+    """Only the certificates of a CA file reach the run user; a key file is staged 0600 as PKCS#8."""
+    files = {**node_files, "/etcd/ca.pem": b"# comment\n" + ca.cert_pem + node.key_pem,
+             "/etcd/c.crt": node.cert_pem, "/etcd/c.key": encrypt_key(node, b"pw")}
+    _, material, paths = staged(tmp_path, files, PATRONI_ETCD3_CACERT="/etcd/ca.pem", PATRONI_ETCD3_CERT="/etcd/c.crt",
+                                PATRONI_ETCD3_KEY="/etcd/c.key", PATRONI_ETCD3_KEY_PASSWORD="pw")
+    ca_path = paths.extra["PATRONI_ETCD3_CACERT"]
+    assert ca_path == str(tmp_path / "run" / "tls" / "patroni_etcd3_cacert.pem")
+    assert open(ca_path, "rb").read() == ca.cert_pem and mode_of(ca_path) == 0o644
+    key_path = paths.extra["PATRONI_ETCD3_KEY"]
+    assert open(key_path, "rb").read() == node.key_pem and mode_of(key_path) == 0o600
+    assert any("also holds a private key" in w for w in material.warnings)
 
 
 @pytest.mark.parametrize("mode, names, expected", [
@@ -149,6 +179,7 @@ def test_patroni_tls_files_are_staged_private(tmp_path, node_files):
     ("require", ("ca.crt", "server.crt", "server.key"), {"ca.crt", "server.crt", "server.key"}),
 ])
 def test_only_what_the_mode_uses_is_staged(tmp_path, node_files, mode, names, expected):
+    (tmp_path / "run").mkdir()
     settings = settings_for(mode, names, PCK_RUNTIME_DIR=str(tmp_path / "run"))
     present = node_files if names else {}
     paths = stage_material(settings, check(settings, present), UID, GID)
@@ -171,10 +202,13 @@ def test_plan_for_mutual_tls_shares_the_server_pair_unless_told(ca, node_files):
 @pytest.mark.skipif(os.geteuid() != 0, reason="ownership changes need root")
 def test_root_stages_copies_owned_by_the_run_user(tmp_path, node_files):
     user = pwd.getpwnam("postgres")
+    (tmp_path / "run").mkdir()
     settings = settings_for("verify-full", PCK_RUNTIME_DIR=str(tmp_path / "run"))
     paths = stage_material(settings, check(settings, node_files), user.pw_uid, user.pw_gid)
-    for path in (paths.server_key, paths.server_cert, paths.ca, os.path.dirname(paths.ca), str(tmp_path / "run")):
+    for path in (paths.server_key, paths.server_cert, paths.ca, os.path.dirname(paths.ca)):
         assert (os.stat(path).st_uid, os.stat(path).st_gid) == (user.pw_uid, user.pw_gid), path
+    assert os.lstat(tmp_path / "run" / "tls").st_uid == user.pw_uid  # the link too: a watcher that dropped root
+    assert os.stat(tmp_path / "run").st_uid == 0  # an existing directory is left as it was
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the hazard is root following a link the run user planted")
@@ -193,3 +227,4 @@ def test_root_does_not_follow_a_link_planted_in_the_runtime_dir(tmp_path, node_f
     except OSError:
         pass  # refusing is fine; following is not
     assert os.stat(victim).st_uid == 0 and os.listdir(victim) == []
+    assert not os.path.samefile(run / "tls", victim)
