@@ -1,13 +1,17 @@
-"""Certificate rotation without restarts: watch the mounted directory, re-check, restage, and tell Patroni.
+"""Certificate rotation without restarts: watch the mounted files, re-check, restage as one set, and tell Patroni.
 
-How it lives next to Patroni: `run` forks this watcher just before it execs Patroni,
-so Patroni keeps the PID (PID 1 in a container, receiving the kubelet's signals) and
-the watcher is its child. The kernel sends the watcher SIGTERM when Patroni exits
-(PR_SET_PDEATHSIG). On a change the watcher runs the same checks as start-up; good
-material is restaged atomically and Patroni gets SIGHUP, on which it reloads
-PostgreSQL (which re-reads ssl_cert_file & co.) and its REST API certificate (it
-compares the serial). Bad material is refused and logged, and the old certificate
-keeps being served until a good one appears.
+How it lives next to Patroni: `run` forks this watcher just before it execs Patroni, so
+Patroni keeps the PID (PID 1 in a container, receiving the kubelet's signals) and the
+watcher is its child. The watcher holds a pidfd of its parent and sleeps in poll() on
+it, so it exits within a poll of Patroni's death whether it dropped root or not (a
+parent-death signal does not reach a root child of a parent that became postgres).
+
+A look costs one stat per source file; only when the stats change are the files read
+(through the one safe reader) and, once they have stopped changing, checked exactly as
+at start-up. Good material is published as a new generation and swapped in with one
+rename, then the postmaster and Patroni get SIGHUP. Bad material is refused and logged;
+the running set stays. No exception in one look can end the loop: it is logged on one
+line and the next look goes on, so rotation never stops silently.
 """
 
 from __future__ import annotations
@@ -16,18 +20,33 @@ import ctypes
 import datetime
 import hashlib
 import os
+import select
 import signal
 import sys
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 from entrypoint.boot.material import check_material, files_to_read, read_files
 from entrypoint.boot.settings import Settings
 from entrypoint.boot.stage import StagedPaths, plan_paths, stage_material
-from entrypoint.errors import InputError
+from entrypoint.errors import InputError, printable
+from entrypoint.pki import reader
 
 PR_SET_PDEATHSIG = 1
 REPEAT_ERROR_SECONDS = 60.0
+SETTLE_SECONDS = 0.2
+
+
+def stat_signature(paths) -> Tuple:
+    """What the file system says about each source now (followed links), cheap enough for every look."""
+    out: list = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            out.append((path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode))
+        except OSError as exc:
+            out.append((path, exc.errno))
+    return tuple(out)
 
 
 def fingerprint(files: dict) -> str:
@@ -36,13 +55,13 @@ def fingerprint(files: dict) -> str:
     for path in sorted(files):
         data = files[path]
         digest.update(path.encode() + b"\0")
-        digest.update(data if isinstance(data, bytes) else repr(data).encode())
+        digest.update(data if isinstance(data, bytes) else f"{type(data).__name__}:{data.errno}".encode())
         digest.update(b"\0")
     return digest.hexdigest()
 
 
 class CertWatcher:
-    """Polls the certificate sources and applies good changes. `step` is one poll, for tests and the loop."""
+    """Polls the certificate sources and applies good changes. `step` is one look, for tests and the loop."""
 
     def __init__(self, settings: Settings, uid: int, gid: int, paths: StagedPaths,
                  notify: Callable[[], None], log: Callable[[str], None]) -> None:
@@ -52,16 +71,28 @@ class CertWatcher:
         self.notify = notify
         self.log = log
         self.sources = files_to_read(settings)
+        self.seen = stat_signature(self.sources)
         self.applied = fingerprint(read_files(self.sources))
         self.refused: Optional[str] = None
         self.refused_at = 0.0
 
-    def step(self, settle: float = 0.2) -> str:
-        """Look once. Returns 'unchanged', 'applied' or 'refused'."""
+    def step(self, settle: float = SETTLE_SECONDS) -> str:
+        """Look once. Returns 'unchanged', 'applied', 'refused' or 'error'; never raises an Exception."""
+        try:
+            return self._step(settle)
+        except Exception as exc:  # noqa: BLE001 - one bad look must not end rotation for good
+            self.seen = ()  # look again next time
+            self.log(f"error in this look, retrying: {type(exc).__name__}: {printable(exc)}")
+            return "error"
+
+    def _step(self, settle: float) -> str:
+        signature = stat_signature(self.sources)
+        if signature == self.seen and self.refused is None:
+            return "unchanged"
         files = read_files(self.sources)
         current = fingerprint(files)
         if current == self.applied:
-            self.refused = None
+            self.seen, self.refused = signature, None
             return "unchanged"
         if current == self.refused and time.monotonic() - self.refused_at < REPEAT_ERROR_SECONDS:
             return "refused"
@@ -71,38 +102,60 @@ class CertWatcher:
         files = read_files(self.sources)
         if fingerprint(files) != current:
             return "unchanged"
+        return self._apply(files, current, signature)
+
+    def _apply(self, files: dict, current: str, signature: Tuple) -> str:
         now = datetime.datetime.now(datetime.timezone.utc)
         try:
             material = check_material(self.settings, files, now)
-            if plan_paths(self.settings, material) != self.paths:
-                raise RestartNeeded()
         except InputError as err:
-            self._refuse(current, err.report().replace("nothing was started", "the running certificate is kept"))
-            return "refused"
-        except RestartNeeded:
-            self._refuse(current, "the set of TLS files changed (a CA or client pair appeared or vanished); "
-                                  "the running certificate is kept until the pod restarts")
-            return "refused"
-        stage_material(self.settings, material, self.uid, self.gid)
+            return self._refuse(current, err.report().replace("nothing was started", "the running certificate is kept"))
+        if plan_paths(self.settings, material) != self.paths:
+            return self._refuse(current, "the set of TLS files changed (a CA or client pair appeared or vanished); "
+                                         "the running certificate is kept until the pod restarts")
+        stage_material(self.settings, material, self.uid, self.gid)  # one rename: old set or new set, never half
         for warning in material.warnings:
-            self.log(f"warning: {warning}")
-        self.applied, self.refused = current, None
+            self.log(f"warning: {printable(warning)}")
+        self.applied, self.refused, self.seen = current, None, signature
         serial = format(material.server.leaf.serial_number, "x") if material.server else "-"
         self.log(f"new TLS material checked and staged (server certificate serial {serial}); reloading")
         self.notify()
         return "applied"
 
-    def _refuse(self, state: str, message: str) -> None:
+    def _refuse(self, state: str, message: str) -> str:
         self.refused, self.refused_at = state, time.monotonic()
-        self.log(f"refused new TLS material:\n{message}")
+        self.log("refused new TLS material:\n" + "\n".join(printable(line) for line in message.split("\n")))
+        return "refused"
 
 
-class RestartNeeded(Exception):
-    pass
+class ParentWatch:
+    """Waits `timeout` seconds or until the parent exits, whichever comes first."""
+
+    def __init__(self, parent: int) -> None:
+        self.parent = parent
+        self.poller: Optional[select.poll] = None
+        try:
+            fd = os.pidfd_open(parent)
+        except (OSError, AttributeError):  # pre-5.3 kernels: fall back to getppid() each look
+            return
+        self.poller = select.poll()
+        self.poller.register(fd, select.POLLIN)
+
+    def alive(self) -> bool:
+        return os.getppid() == self.parent
+
+    def wait(self, timeout: float) -> bool:
+        """Returns False once the parent is gone."""
+        if self.poller is not None:
+            if self.poller.poll(max(0, int(timeout * 1000))):
+                return False
+        else:
+            time.sleep(timeout)
+        return self.alive()
 
 
 def die_with_parent(parent: int) -> None:
-    """Ask the kernel for SIGTERM when the parent (Patroni, after exec) exits."""
+    """Ask the kernel for SIGTERM when the parent exits, as a second line behind ParentWatch."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -127,43 +180,54 @@ def spawn_watcher(settings: Settings, uid: int, gid: int, groups: tuple, paths: 
         return pid
     code = 0
     try:
-        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-
-        def log(message: str) -> None:
-            print(f"patroni-citus-k8s watch: {message}", file=sys.stderr, flush=True)
-
-        def notify() -> None:
-            # Patroni reloads PostgreSQL and its REST certificate on its next HA cycle
-            # (up to loop_wait later); the postmaster reloads its SSL files at once.
-            os.kill(parent, signal.SIGHUP)
-            postmaster = postmaster_pid(settings.paths.data_dir)
-            if postmaster:
-                os.kill(postmaster, signal.SIGHUP)
-
-        sources = files_to_read(settings)
-        if os.geteuid() == 0 and all(readable_by(path, uid, groups) for path in sources):
-            drop()
-        # After the drop: a change of credentials clears the parent-death signal.
-        die_with_parent(parent)
-        watcher = CertWatcher(settings, uid, gid, paths, notify, log)
-        interval = settings.tuning.watch_interval
-        log(f"watching {', '.join(sources) or 'nothing'} every {interval:g}s "
-            f"as {'root (the Secret mount is readable by root only)' if os.geteuid() == 0 else f'uid {os.geteuid()}'}")
-        while os.getppid() == parent:
-            watcher.step()
-            time.sleep(interval)
-    except BaseException:  # noqa: BLE001 - a watcher crash must never take Patroni down with it
-        import traceback
-        traceback.print_exc()
+        _watch(settings, uid, gid, groups, paths, drop, parent)
+    except BaseException as exc:  # noqa: BLE001 - whatever happens here must never take Patroni down with it
+        _log(f"stopped: {type(exc).__name__}: {printable(exc)}")
         code = 1
     os._exit(code)
 
 
+def _log(message: str) -> None:
+    print(f"patroni-citus-k8s watch: {message}", file=sys.stderr, flush=True)
+
+
+def _watch(settings: Settings, uid: int, gid: int, groups: tuple, paths: StagedPaths,
+           drop: Callable[[], None], parent: int) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # Patroni's own reloads are not meant for us
+
+    def notify() -> None:
+        # Patroni reloads PostgreSQL and its REST certificate on its next HA cycle
+        # (up to loop_wait later); the postmaster reloads its SSL files at once.
+        for target in (parent, postmaster_pid(settings.paths.data_dir)):
+            if target:
+                try:
+                    os.kill(target, signal.SIGHUP)
+                except OSError as exc:
+                    _log(f"could not signal pid {target}: {exc.strerror}")
+
+    sources = files_to_read(settings)
+    if os.geteuid() == 0 and all(readable_by(path, uid, groups) for path in sources):
+        drop()
+    # After the drop: a change of credentials clears the parent-death signal.
+    die_with_parent(parent)
+    parent_watch = ParentWatch(parent)
+    watcher = CertWatcher(settings, uid, gid, paths, notify, _log)
+    interval = settings.tuning.watch_interval
+    who = "root (the Secret mount is readable by root only)" if os.geteuid() == 0 else f"uid {os.geteuid()}"
+    _log(f"watching {', '.join(printable(s) for s in sources) or 'nothing'} every {interval:g}s as {who}")
+    while parent_watch.alive():
+        watcher.step()
+        if not parent_watch.wait(interval):
+            break
+
+
 def postmaster_pid(data_dir: str) -> Optional[int]:
-    """The running postmaster's PID from postmaster.pid, or None."""
+    """The running postmaster's PID from postmaster.pid (read safely: the run user owns the file), or None."""
     try:
-        with open(os.path.join(data_dir, "postmaster.pid"), encoding="ascii") as handle:
-            pid = int(handle.readline())
+        pid = int(reader.read_file(os.path.join(data_dir, "postmaster.pid"), reader.SMALL_TEXT).split(b"\n")[0])
+        if pid <= 1:
+            return None
         os.kill(pid, 0)
     except (OSError, ValueError):
         return None
