@@ -23,7 +23,8 @@ def test_entrypoint_is_run_and_defaults_match_the_seed(docker, image):
 
 
 def test_healthcheck_uses_the_tls_aware_probe(docker, image):
-    assert _config(docker, image)["Healthcheck"]["Test"] == ["CMD", "patroni-citus-k8s", "probe", "readiness"]
+    assert _config(docker, image)["Healthcheck"]["Test"] == ["CMD", "patroni-citus-k8s", "probe", "readiness",
+                                                             "--timeout", "3"]
 
 
 def test_runs_as_postgres_999_by_default(docker, image):

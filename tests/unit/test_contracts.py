@@ -54,3 +54,12 @@ def test_compose_certs_service_writes_the_secret_file_names() -> None:
     for name in (layout.CA_FILE, layout.CERT_FILE, layout.KEY_FILE):
         assert name in command
     assert layout.CA_KEY_FILE not in command.split("/certs/node")[-1]  # the CA key never reaches a member
+
+
+def test_healthcheck_timeout_leaves_room_for_the_probes_own_timeout_and_python() -> None:
+    """Docker kills a check that outlives --timeout: the probe must give up first, with its message."""
+    text = _dockerfile()
+    docker_timeout = int(re.search(r"HEALTHCHECK [^\n]*--timeout=(\d+)s", text).group(1))
+    probe = re.search(r'"probe", "readiness", "--timeout", "(\d+(?:\.\d+)?)"', text)
+    assert probe, "HEALTHCHECK must pass --timeout to the probe"
+    assert float(probe.group(1)) + 3 <= docker_timeout  # about a second of Python start-up, twice over
