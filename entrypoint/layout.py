@@ -13,6 +13,7 @@ KEY_FILE = "server.key"
 CM_CERT_FILE = "tls.crt"  # cert-manager's and kubernetes.io/tls names
 CM_KEY_FILE = "tls.key"
 CA_KEY_FILE = "ca.key"  # certs generate only; never mounted in a member
+CRL_FILE = "ca.crl"  # optional: revoked certificates, signed by the CA
 
 # The names a Secret may carry, ours first (the seed's), then cert-manager's.
 CERT_NAMES: Tuple[str, ...] = (CERT_FILE, CM_CERT_FILE)

@@ -7,8 +7,9 @@ import os
 import sys
 from typing import List, Mapping, Optional, TextIO
 
+from entrypoint.certs.crls import DEFAULT_CRL_DAYS
 from entrypoint.certs.issue import DEFAULT_CA_DAYS, DEFAULT_SERVER_DAYS
-from entrypoint.certs.names import DEFAULT_GROUPS
+from entrypoint.certs.names import DEFAULT_COORDINATOR_REPLICAS, DEFAULT_GROUPS, DEFAULT_WORKER_REPLICAS
 from entrypoint.errors import EXIT_BAD_INPUT, EXIT_OK, InputError, Problem
 from entrypoint.pki.keys import DEFAULT_KEY_TYPE, KEY_TYPE_NAMES
 
@@ -21,6 +22,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = certs.add_subparsers(dest="certs_command", metavar="ACTION")
     actions.required = True
 
+    _register_generate(actions)
+    ins = actions.add_parser(
+        "inspect", help="show subject, names, validity, key and chain of certificates and keys",
+        description="Show each certificate and key in PATH (files, or directories of *.crt, *.pem, "
+                    "*.key): subject, SANs, validity and days left, key type, which key matches which "
+                    "certificate, the chain to --ca and whether each --host is covered. Exit status 2 "
+                    "when a check fails or a file cannot be read.")
+    ins.add_argument("paths", metavar="PATH", nargs="+")
+    ins.add_argument("--ca", metavar="FILE", help="CA certificate (bundle) each certificate must chain to")
+    ins.add_argument("--host", metavar="NAME", action="append", default=[],
+                     help="a host name or IP address the certificates must cover, as libpq verify-full checks "
+                          "(repeatable)")
+    ins.add_argument("--warn-days", metavar="DAYS", type=int, default=30,
+                     help="warn when a certificate has fewer days left (default 30)")
+    ins.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    ins.set_defaults(func=run_inspect)
+
+    from entrypoint.certs import revoke
+    revoke.register(actions)
+
+
+def _register_generate(actions: argparse._SubParsersAction) -> None:
     gen = actions.add_parser(
         "generate", help="write ca.crt, ca.key, server.crt, server.key (and client certificates)",
         description="Write a CA and a server certificate whose names make verify-full work for the "
@@ -54,23 +77,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "the default) or 'tls' (kubernetes.io/tls: tls.crt, tls.key, ca.crt)")
     gen.add_argument("--cert-manager", action="store_true",
                      help="also write cert-manager.yaml: a CA Issuer and a Certificate with the same names")
+    gen.add_argument("--per-member", action="store_true",
+                     help="instead of one shared server pair, one SAN-exact pair per pod (<pod>.crt/.key), so a "
+                          "single member can be revoked; for compose and hand-made setups")
+    gen.add_argument("--coordinator-replicas", metavar="N", type=int, default=DEFAULT_COORDINATOR_REPLICAS,
+                     help="members of the coordinator group, for --per-member "
+                          f"(default {DEFAULT_COORDINATOR_REPLICAS})")
+    gen.add_argument("--worker-replicas", metavar="N", type=int, default=DEFAULT_WORKER_REPLICAS,
+                     help=f"members of each worker group, for --per-member (default {DEFAULT_WORKER_REPLICAS})")
+    gen.add_argument("--crl-days", metavar="DAYS", type=int, default=DEFAULT_CRL_DAYS,
+                     help=f"nextUpdate of the empty ca.crl written with a new CA (default {DEFAULT_CRL_DAYS})")
     gen.set_defaults(func=run_generate)
-
-    ins = actions.add_parser(
-        "inspect", help="show subject, names, validity, key and chain of certificates and keys",
-        description="Show each certificate and key in PATH (files, or directories of *.crt, *.pem, "
-                    "*.key): subject, SANs, validity and days left, key type, which key matches which "
-                    "certificate, the chain to --ca and whether each --host is covered. Exit status 2 "
-                    "when a check fails or a file cannot be read.")
-    ins.add_argument("paths", metavar="PATH", nargs="+")
-    ins.add_argument("--ca", metavar="FILE", help="CA certificate (bundle) each certificate must chain to")
-    ins.add_argument("--host", metavar="NAME", action="append", default=[],
-                     help="a host name or IP address the certificates must cover, as libpq verify-full checks "
-                          "(repeatable)")
-    ins.add_argument("--warn-days", metavar="DAYS", type=int, default=30,
-                     help="warn when a certificate has fewer days left (default 30)")
-    ins.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    ins.set_defaults(func=run_inspect)
 
 
 def _fail(command: str, problems: List[Problem], err: TextIO) -> int:
@@ -90,11 +107,13 @@ def generate_request_from(args: argparse.Namespace, env: Mapping[str, str]):
         domain=args.domain if args.domain is not None else env.get("PCK_CLUSTER_DOMAIN") or cn.DEFAULT_DOMAIN,
         groups=args.groups,
         extra=tuple(args.san),
+        coordinator_replicas=args.coordinator_replicas,
+        worker_replicas=args.worker_replicas,
     )
     return GenerateRequest(
         names=names, key_type=args.key_type, ca_days=args.ca_days, server_days=args.server_days,
         clients=tuple(dict.fromkeys(args.client)), renew=args.renew, secret_type=args.k8s_secret,
-        cert_manager=args.cert_manager)
+        cert_manager=args.cert_manager, per_member=args.per_member, crl_days=args.crl_days)
 
 
 def run_generate(args: argparse.Namespace, env: Optional[Mapping[str, str]] = None,
@@ -108,7 +127,7 @@ def run_generate(args: argparse.Namespace, env: Optional[Mapping[str, str]] = No
     out_dir = args.out_dir
     try:
         ca = _check_generate(args, request)
-        files = generate.build_outputs(request, utc_now(), ca)
+        files = generate.build_outputs(request, utc_now(), ca, _existing_crl(out_dir) if request.renew else None)
     except InputError as exc:
         return _fail("generate", list(exc.problems), err)
     created_dir = _make_out_dir(out_dir)
@@ -151,6 +170,17 @@ def _check_generate(args: argparse.Namespace, request):
                                   "replace everything including the CA (every node and client must then trust the "
                                   "new ca.crt), or another --out-dir")])
     return ca
+
+
+def _existing_crl(out_dir: str) -> Optional[bytes]:
+    """The ca.crl a --renew keeps (so a printed Secret still carries it), or None."""
+    from entrypoint import layout
+    from entrypoint.pki import reader
+
+    try:
+        return reader.read_file(os.path.join(out_dir, layout.CRL_FILE), reader.CRL)
+    except OSError:
+        return None
 
 
 def _load_existing_ca(out_dir: str):
@@ -210,8 +240,15 @@ def _print_generated(request, out_dir: str, files, out: TextIO) -> None:
     sans = server_names(names)
     print(f"server certificate: {request.key_type}, {request.server_days} days, {len(sans)} names: "
           f"{', '.join(sans)}", file=out)
+    if request.per_member:
+        pods = ", ".join(pod for _, pod in names.pods())
+        print(f"\none pair per member ({pods}): mount <pod>.crt/.key as server.crt/server.key in that member only, "
+              f"with ca.crt and ca.crl; revoke one with: patroni-citus-k8s certs revoke --out-dir {out_dir} "
+              f"--cert {os.path.join(out_dir, '<pod>.crt')}", file=out)
+        return
+    crl = os.path.exists(os.path.join(out_dir, "ca.crl"))
     print("\nCreate the Secret the chart mounts:\n", file=out)
-    print(manifests.kubectl_create_secret_command(names.cluster, names.namespace, out_dir), file=out)
+    print(manifests.kubectl_create_secret_command(names.cluster, names.namespace, out_dir, crl=crl), file=out)
     if request.secret_type:
         print(f"\nor apply the manifest (it holds the private key; do not commit it):\n\n"
               f"kubectl apply -f {os.path.join(out_dir, generate.SECRET_FILE)}", file=out)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from entrypoint import layout
 from entrypoint.certs.names import ClusterNames, server_names
@@ -28,11 +28,17 @@ def _kubectl_secret(kind: str, name: str, namespace: str, flags: Sequence[str]) 
     return " \\\n  ".join([f"kubectl create secret {kind} {name}"] + list(flags) + [f"--namespace={namespace}"])
 
 
-def kubectl_create_secret_command(cluster: str, namespace: str, out_dir: str) -> str:
-    """Return the seed's `kubectl create secret generic` command for files in `out_dir`."""
+def kubectl_create_secret_command(cluster: str, namespace: str, out_dir: str, crl: bool = False,
+                                  apply: bool = False) -> str:
+    """Return the seed's `kubectl create secret generic` command for files in `out_dir`.
+
+    With `crl` it also carries ca.crl; with `apply` it updates an existing Secret in place
+    (`--dry-run=client -o yaml | kubectl apply -f -`), which the running members pick up.
+    """
     d = out_dir.rstrip("/") or "."
-    files = (layout.CA_FILE, layout.CERT_FILE, layout.KEY_FILE)
-    return _kubectl_secret("generic", secret_name(cluster), namespace, [f"--from-file={n}={d}/{n}" for n in files])
+    files = (layout.CA_FILE, layout.CERT_FILE, layout.KEY_FILE) + ((layout.CRL_FILE,) if crl else ())
+    command = _kubectl_secret("generic", secret_name(cluster), namespace, [f"--from-file={n}={d}/{n}" for n in files])
+    return command + " \\\n  --dry-run=client -o yaml | kubectl apply -f -" if apply else command
 
 
 def kubectl_create_ca_secret_command(cluster: str, namespace: str, out_dir: str) -> str:
@@ -43,7 +49,7 @@ def kubectl_create_ca_secret_command(cluster: str, namespace: str, out_dir: str)
 
 
 def secret_manifest(cluster: str, namespace: str, ca_crt: bytes, server_crt: bytes,
-                    server_key: bytes, secret_type: str = "opaque") -> str:
+                    server_key: bytes, secret_type: str = "opaque", ca_crl: Optional[bytes] = None) -> str:
     """Return a Secret manifest holding the CA, server certificate and key.
 
     `opaque` uses the seed's file names (ca.crt, server.crt, server.key); `tls` is a
@@ -61,6 +67,8 @@ def secret_manifest(cluster: str, namespace: str, ca_crt: bytes, server_crt: byt
         files = {layout.CA_FILE: ca_crt, layout.CERT_FILE: server_crt, layout.KEY_FILE: server_key}
     else:
         raise ValueError(f"secret type {secret_type!r} is not one of {SECRET_TYPES}")
+    if ca_crl is not None:
+        files[layout.CRL_FILE] = ca_crl
     manifest = {
         "apiVersion": "v1",
         "kind": "Secret",

@@ -14,7 +14,10 @@ DEFAULT_CLUSTER = "citusdemo"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_DOMAIN = layout.CLUSTER_DOMAIN
 DEFAULT_GROUPS = 3
+DEFAULT_COORDINATOR_REPLICAS = 3  # as the chart's coordinator.replicas
+DEFAULT_WORKER_REPLICAS = 2  # as the chart's workers.replicas
 MAX_GROUPS = 1000
+MAX_REPLICAS = 100
 
 _LABEL_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -32,6 +35,13 @@ class ClusterNames:
     domain: str = DEFAULT_DOMAIN
     groups: int = DEFAULT_GROUPS
     extra: Tuple[str, ...] = field(default_factory=tuple)
+    coordinator_replicas: int = DEFAULT_COORDINATOR_REPLICAS
+    worker_replicas: int = DEFAULT_WORKER_REPLICAS
+
+    def pods(self) -> List[Tuple[int, str]]:
+        """(group, pod name) of every member, as the chart's StatefulSets name them."""
+        return [(group, f"{self.cluster}-{group}-{ordinal}") for group in range(self.groups)
+                for ordinal in range(self.coordinator_replicas if group == 0 else self.worker_replicas)]
 
 
 def check_cluster_names(names: ClusterNames) -> List[Problem]:
@@ -58,6 +68,11 @@ def check_cluster_names(names: ClusterNames) -> List[Problem]:
         problems.append(Problem("--groups", f"{names.groups} is out of range",
                                 f"give the number of Citus groups (coordinator 0 plus workers), "
                                 f"between 1 and {MAX_GROUPS}"))
+    for flag, count in (("--coordinator-replicas", names.coordinator_replicas),
+                        ("--worker-replicas", names.worker_replicas)):
+        if not 1 <= count <= MAX_REPLICAS:
+            problems.append(Problem(flag, f"{count} is out of range",
+                                    f"give the members per group, 1 to {MAX_REPLICAS}"))
     for extra in names.extra:
         problem = san_problem(extra)
         if problem:
@@ -84,9 +99,29 @@ def server_names(names: ClusterNames) -> List[str]:
     services = [c] + [f"{c}-{group}" for group in range(names.groups)] + [f"{c}-workers"]
     out: List[str] = [f"*.{c}.{ns}.svc.{domain}"]
     for service in services:
-        out += [service, f"{service}.{ns}", f"{service}.{ns}.svc", f"{service}.{ns}.svc.{domain}"]
+        out += _service_forms(service, names)
     out += ["localhost", "127.0.0.1", "::1"]
     out += [normalise(extra) for extra in names.extra]
+    return list(dict.fromkeys(out))
+
+
+def _service_forms(service: str, names: ClusterNames) -> List[str]:
+    ns, domain = names.namespace, names.domain
+    return [service, f"{service}.{ns}", f"{service}.{ns}.svc", f"{service}.{ns}.svc.{domain}"]
+
+
+def member_names(names: ClusterNames, group: int, pod: str) -> List[str]:
+    """The names one member's own certificate carries (`--per-member`): exact, no wildcard.
+
+    Its stable pod name in the forms peers use, its group's Service (it serves there while
+    it is the primary), the workers Service for a worker, the headless Service, loopback.
+    """
+    c = names.cluster
+    out = [f"{pod}.{c}.{names.namespace}.svc.{names.domain}", f"{pod}.{c}.{names.namespace}.svc",
+           f"{pod}.{c}.{names.namespace}", f"{pod}.{c}"]
+    for service in [f"{c}-{group}"] + ([f"{c}-workers"] if group > 0 else []) + [c]:
+        out += _service_forms(service, names)
+    out += ["localhost", "127.0.0.1", "::1"] + [normalise(extra) for extra in names.extra]
     return list(dict.fromkeys(out))
 
 

@@ -13,12 +13,15 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
 from tests.support.cluster import ENTRYPOINT, PG_BIN, free_port, standalone_env, stop_pid, wait_for
 
 psycopg = pytest.importorskip("psycopg")
+import psycopg.sql  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +169,49 @@ def test_inspect_agrees_with_libpq(server):
     refused = subprocess.run(argv, env=env, capture_output=True, text=True)
     assert refused.returncode == 2
     assert "does not chain" in refused.stderr and "does not cover host 'db.example.com'" in refused.stderr
+
+
+def _revoke(certs: str, *flags: str) -> subprocess.CompletedProcess:
+    argv, env = entrypoint("certs", "revoke", "--out-dir", certs, *flags)
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_revoked_server_certificate_is_refused_by_libpq_and_a_fresh_crl_changes_nothing(server, tmp_path):
+    """certs generate's empty CRL lets verify-full through; after certs revoke the same client refuses."""
+    certs = tmp_path / "certs"
+    shutil.copytree(server["certs"], certs)
+    with connect(server, "localhost", sslcrl=str(certs / "ca.crl")) as conn:
+        assert _ssl_in_use(conn)  # no false positive from the empty, signed CRL
+    revoked = _revoke(str(certs), "--cert", str(certs / "server.crt"), "--reason", "keyCompromise")
+    assert revoked.returncode == 0, revoked.stderr
+    check = subprocess.run(["openssl", "crl", "-verify", "-noout", "-CAfile", str(certs / "ca.crt"),
+                            "-in", str(certs / "ca.crl")], capture_output=True, text=True)
+    assert check.returncode == 0 and "verify OK" in check.stdout + check.stderr
+    with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):  # libpq gives no detail
+        connect(server, "localhost", sslcrl=str(certs / "ca.crl"))
+
+
+def test_a_revoked_client_certificate_is_refused_by_postgresql(server, tmp_path):
+    # pytest's tmp_path lies under a 0700 directory: PostgreSQL (as postgres) could not read the CRL there.
+    certs = Path(tempfile.mkdtemp(prefix="pck-crl-", dir="/tmp")) / "certs"
+    os.chmod(certs.parent, 0o755)
+    shutil.copytree(server["certs"], certs)
+    client = dict(dbname="certdb", sslcert=str(certs / "client-postgres.crt"), sslkey=str(certs / "client-postgres.key"))
+    os.chmod(certs / "client-postgres.key", 0o600)
+    assert _revoke(str(certs), "--cert", str(certs / "client-postgres.crt")).returncode == 0
+    with psycopg.connect(host=LOOPBACK, port=server["port"], user="postgres", dbname="postgres", sslmode="require",
+                         sslcert=client["sslcert"], sslkey=client["sslkey"], autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("ALTER SYSTEM SET ssl_crl_file = {}").format(str(certs / "ca.crl")))
+        admin.execute("SELECT pg_reload_conf()")
+    try:
+        time.sleep(1)
+        with pytest.raises(psycopg.OperationalError, match="certificate revoked|SSL error"):
+            connect(server, "localhost", **client)
+        with connect(server, "localhost") as conn:  # without the revoked certificate the server still answers
+            assert _ssl_in_use(conn)
+    finally:
+        with psycopg.connect(host=LOOPBACK, port=server["port"], user="postgres", dbname="postgres",
+                             sslmode="require", autocommit=True) as admin:
+            admin.execute("ALTER SYSTEM RESET ssl_crl_file")
+            admin.execute("SELECT pg_reload_conf()")
+        shutil.rmtree(certs.parent, ignore_errors=True)

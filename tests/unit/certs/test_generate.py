@@ -173,7 +173,7 @@ def test_opaque_and_tls_secret_manifests_hold_the_files():
     assert base64.b64decode(doc["data"]["ca.crt"]) == files["ca.crt"].content
     assert files["secret.yaml"].mode == 0o600
     tls = yaml.safe_load(_files(GenerateRequest(secret_type="tls"))["secret.yaml"].content)
-    assert tls["type"] == "kubernetes.io/tls" and set(tls["data"]) == {"ca.crt", "tls.crt", "tls.key"}
+    assert tls["type"] == "kubernetes.io/tls" and set(tls["data"]) == {"ca.crt", "ca.crl", "tls.crt", "tls.key"}
 
 
 def test_cert_manager_manifest_asks_for_the_same_names():

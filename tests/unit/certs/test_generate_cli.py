@@ -34,7 +34,7 @@ def test_defaults_write_the_seeds_four_files_with_private_keys(tmp_path):
     result = certs(tmp_path, "generate")
     assert result.returncode == 0, result.stderr
     out = tmp_path / "certs"
-    assert _listing(out) == ["ca.crt", "ca.key", "server.crt", "server.key"]
+    assert _listing(out) == ["ca.crl", "ca.crt", "ca.key", "server.crt", "server.key"]
     for key in ("ca.key", "server.key"):
         assert stat.S_IMODE(os.stat(out / key).st_mode) == 0o600
     assert "kubectl create secret generic citusdemo-ssl-certs" in result.stdout
@@ -131,7 +131,7 @@ def test_renew_keeps_the_ca_and_replaces_the_server_certificate(tmp_path):
     verify = subprocess.run(["openssl", "verify", "-CAfile", out / "ca.crt", out / "server.crt",
                              out / "client-postgres.crt"], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert _listing(out) == ["ca.crt", "ca.key", "client-postgres.crt", "client-postgres.key",
+    assert _listing(out) == ["ca.crl", "ca.crt", "ca.key", "client-postgres.crt", "client-postgres.key",
                              "server.crt", "server.key"]
 
 
@@ -159,7 +159,7 @@ def test_seed_script_usage_works_verbatim(tmp_path):
         ["bash", "-c", f"export CLUSTER_NAME=citusdemo NAMESPACE=default; {script}"], cwd=work,
         env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert _listing(work / "certs") == ["ca.crt", "ca.key", "server.crt", "server.key"]
+    assert _listing(work / "certs") == ["ca.crl", "ca.crt", "ca.key", "server.crt", "server.key"]
     assert "kubectl create secret generic citusdemo-ssl-certs" in result.stdout
     again = subprocess.run(["bash", script], cwd=work, env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
                            capture_output=True, text=True)

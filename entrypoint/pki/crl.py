@@ -1,0 +1,133 @@
+"""Certificate revocation lists: load a PEM bundle of CRLs, judge it against CAs, ask whether a certificate is revoked.
+
+Shared by the boot pipeline (PGSSLCRL: refuse a CRL that would make OpenSSL refuse every
+connection), the certificate tool (`certs revoke`) and the audit (revoked certificates
+still served). Pure over objects and bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+
+PEM_CRL = b"-----BEGIN X509 CRL-----"
+_END = b"-----END X509 CRL-----"
+
+# The reason names `certs revoke --reason` takes, as RFC 5280 spells them.
+REASONS = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "cACompromise": x509.ReasonFlags.ca_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+    "certificateHold": x509.ReasonFlags.certificate_hold,
+    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
+}
+
+
+def load_crls(pem: bytes) -> List[x509.CertificateRevocationList]:
+    """Every CRL in a PEM blob, in file order; raises ValueError when there is none or one does not parse."""
+    crls = []
+    for block in pem.split(PEM_CRL)[1:]:
+        body = block.split(_END, 1)
+        if len(body) != 2:
+            raise ValueError("a CRL block is not terminated")
+        crl = x509.load_pem_x509_crl(PEM_CRL + body[0] + _END + b"\n")
+        try:  # cryptography parses lazily: touch what the checks use
+            crl.issuer.rfc4514_string(), crl.last_update_utc, crl.next_update_utc  # noqa: B018
+            list(crl), list(crl.extensions)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise ValueError(f"a CRL's fields do not parse ({exc})") from exc
+        crls.append(crl)
+    if not crls:
+        raise ValueError("no CRL found")
+    return crls
+
+
+def crl_pem(crls: Sequence[x509.CertificateRevocationList]) -> bytes:
+    """The CRLs re-encoded as one PEM blob (what is staged)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+    return b"".join(crl.public_bytes(Encoding.PEM) for crl in crls)
+
+
+def issuer_of(crl: x509.CertificateRevocationList, cas: Sequence[x509.Certificate]) -> Optional[x509.Certificate]:
+    """The CA in `cas` whose name and key signed `crl`, or None."""
+    for ca in cas:
+        if ca.subject != crl.issuer:
+            continue
+        try:
+            if crl.is_signature_valid(ca.public_key()):  # type: ignore[arg-type]
+                return ca
+        except (TypeError, ValueError, UnsupportedAlgorithm):
+            continue
+    return None
+
+
+@dataclass(frozen=True)
+class CrlVerdict:
+    """What is wrong with a CRL bundle (problems) and what is only a warning, each a one-line reason."""
+
+    problems: List[str]
+    warnings: List[str]
+
+
+def judge(crls: Sequence[x509.CertificateRevocationList], cas: Sequence[x509.Certificate], now: dt.datetime,
+          warn_days: int) -> CrlVerdict:
+    """Whether OpenSSL (X509_V_FLAG_CRL_CHECK, as PostgreSQL and libpq use it) can use these CRLs with these CAs.
+
+    A CRL past its nextUpdate makes OpenSSL refuse every certificate of that CA; one not
+    signed by a CA in the bundle, or for a CA that is not there, is a mistake in the Secret.
+    """
+    problems: List[str] = []
+    warnings: List[str] = []
+    for index, crl in enumerate(crls):
+        name = f"CRL {index + 1} (issuer {crl.issuer.rfc4514_string()})"
+        ca = issuer_of(crl, cas)
+        if ca is None:
+            known = any(c.subject == crl.issuer for c in cas)
+            problems.append(f"{name} is not signed by that CA in the root certificate file" if known else
+                            f"{name} is for a CA that is not in the root certificate file")
+            continue
+        if not _may_sign_crls(ca):
+            problems.append(f"{name}: its CA's keyUsage does not allow cRLSign, so OpenSSL rejects the CRL")
+        next_update = crl.next_update_utc
+        if crl.last_update_utc > now:
+            problems.append(f"{name} is not valid until {crl.last_update_utc:%Y-%m-%d %H:%M} UTC (lastUpdate)")
+        elif next_update is None:
+            problems.append(f"{name} has no nextUpdate; OpenSSL treats it as expired")
+        elif next_update <= now:
+            problems.append(f"{name} expired on {next_update:%Y-%m-%d %H:%M} UTC (nextUpdate): OpenSSL would "
+                            "refuse every certificate from its CA")
+        elif next_update - now < dt.timedelta(days=warn_days):
+            warnings.append(f"{name} expires in {(next_update - now).days} days ({next_update:%Y-%m-%d} UTC): "
+                            "re-sign it (patroni-citus-k8s certs revoke --out-dir DIR --refresh)")
+    return CrlVerdict(problems, warnings)
+
+
+def _may_sign_crls(ca: x509.Certificate) -> bool:
+    try:
+        usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return bool(usage.crl_sign)
+
+
+def revocation(cert: x509.Certificate, crls: Sequence[x509.CertificateRevocationList]) -> Optional[
+        x509.RevokedCertificate]:
+    """The CRL entry that revokes `cert` (same issuer name and serial), or None."""
+    for crl in crls:
+        if crl.issuer == cert.issuer:
+            entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            if entry is not None:
+                return entry
+    return None
+
+
+def revoked_serials(crls: Sequence[x509.CertificateRevocationList]) -> set:
+    """Every (issuer, serial) the CRLs revoke."""
+    return {(crl.issuer, entry.serial_number) for crl in crls for entry in crl}
