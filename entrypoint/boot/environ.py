@@ -23,6 +23,10 @@ PRODUCT_VARIABLES = (
     "PCK_TLS_MIN_VERSION", "PCK_CLIENT_CERT_AUTH", "PCK_CLIENT_CERT", "PCK_CLIENT_KEY",
     "PCK_HEADLESS_SERVICE", "PCK_CLUSTER_DOMAIN", "PCK_EXPIRY_WARN_DAYS", "PCK_CERT_WATCH_INTERVAL",
     "PCK_DEBUG",
+    # The pooler's (entrypoint/pooler/settings.py); members read the auth role's to create it.
+    "PCK_POOLER_LISTEN", "PCK_POOLER_TARGET", "PCK_POOLER_SERVICE", "PCK_POOLER_AUTH_USER",
+    "PCK_POOLER_AUTH_PASSWORD", "PCK_POOLER_AUTH_PASSWORD_FILE", "PCK_POOLER_POOL_MODE",
+    "PCK_POOLER_MAX_CLIENT_CONN", "PCK_POOLER_DEFAULT_POOL_SIZE",
 )
 # Read by the project's own scripts and tests (scripts/, tests/, docker-compose.yml), never
 # by the entrypoint; they may be in the environment of a developer's shell.

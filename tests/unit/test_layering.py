@@ -1,8 +1,9 @@
 """The tree's shape, read from the source with `ast`: which package may import which, and no overlong function.
 
 Shared core (`errors`, `sslmode`, `layout`, `pki`) imports no product; the products
-(`boot`, `certs`, `audit`) import the core and never each other; only `cli` knows them
-all, by name, through its command table.
+(`boot`, `certs`, `audit`, `pooler`) import the core and never each other, with one
+exception: `pooler` builds on `boot` (it must accept exactly what a member accepts, through
+the same code); only `cli` knows them all, by name, through its command table.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "entrypoint"
 CORE = {"entrypoint", "entrypoint.errors", "entrypoint.sslmode", "entrypoint.layout", "entrypoint.pki"}
-PRODUCTS = ("entrypoint.boot", "entrypoint.certs", "entrypoint.audit")
+PRODUCTS = ("entrypoint.boot", "entrypoint.certs", "entrypoint.audit", "entrypoint.pooler")
+BUILDS_ON = {"entrypoint.pooler": "entrypoint.boot"}  # the only product-to-product edge
 MAX_FUNCTION_LINES = 60
 
 
@@ -57,7 +59,7 @@ def _allowed(importer: str, imported: str) -> bool:
     if mine in CORE:
         return False  # the core never imports a product
     if mine in PRODUCTS:
-        return False  # a product never imports another product
+        return BUILDS_ON.get(mine) == theirs  # a product never imports another product, but for BUILDS_ON
     return mine in ("entrypoint.cli", "entrypoint.__main__") and theirs == "entrypoint.cli"
 
 
@@ -85,11 +87,15 @@ def test_the_rules_would_catch_a_forbidden_import():
     assert not _allowed("entrypoint.sslmode", "entrypoint.audit.findings")
     assert _allowed("entrypoint.audit.findings", "entrypoint.sslmode")
     assert _allowed("entrypoint.certs.inspect", "entrypoint.pki.chain")
+    assert _allowed("entrypoint.pooler.render", "entrypoint.boot.settings")
+    assert not _allowed("entrypoint.boot.render", "entrypoint.pooler.render")
+    assert not _allowed("entrypoint.pooler.render", "entrypoint.audit.probes")
 
 
 def test_cli_registers_every_product():
     from entrypoint import cli
-    assert set(cli.COMMAND_MODULES) == {f"{p}.commands" for p in PRODUCTS}
+    registered = {f"{p}.commands" for p in PRODUCTS if (PACKAGE / p.split(".")[1] / "commands.py").exists()}
+    assert set(cli.COMMAND_MODULES) == registered
 
 
 @pytest.mark.parametrize("module, path", list(_modules()), ids=[m for m, _ in _modules()])

@@ -1,0 +1,82 @@
+"""The pooler's own settings (PCK_POOLER_*): where it listens, where the primary is, how it authenticates, pool sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+from entrypoint import layout
+from entrypoint.boot.environ import Env
+from entrypoint.boot.settings import Address, parse_address
+from entrypoint.errors import Collector
+
+POOL_MODES = ("transaction", "session", "statement")
+DEFAULT_PORT = 6432
+DEFAULT_AUTH_USER = "pgbouncer"
+
+
+@dataclass(frozen=True)
+class PoolerSettings:
+    listen: Address
+    target: Address  # the coordinator primary: on Kubernetes its group Service, which Patroni points at it
+    service: Address  # the name clients reach the pooler by (its certificate must cover it at verify-full)
+    auth_user: str
+    auth_password: Optional[str]
+    pool_mode: str
+    max_client_conn: int
+    default_pool_size: int
+
+
+def parse_pooler(values: Mapping[str, str], bad: Collector, password_file: Optional[str] = None) -> PoolerSettings:
+    """The PCK_POOLER_* variables; problems go to `bad`. `password_file` is PCK_POOLER_AUTH_PASSWORD_FILE's content."""
+    env = Env(values, bad)
+    listen = _address(env, "PCK_POOLER_LISTEN", f"0.0.0.0:{DEFAULT_PORT}")
+    target = _address(env, "PCK_POOLER_TARGET", _default_target(env))
+    service = _address(env, "PCK_POOLER_SERVICE", _default_service(env, listen.port))
+    mode = env.word("PCK_POOLER_POOL_MODE", "transaction")
+    if mode not in POOL_MODES:
+        bad.add("PCK_POOLER_POOL_MODE", f"{mode!r} is not a pool mode", f"use one of {', '.join(POOL_MODES)}")
+    password = env.text("PCK_POOLER_AUTH_PASSWORD") or None
+    if env.given("PCK_POOLER_AUTH_PASSWORD_FILE"):
+        if password:
+            bad.add("PCK_POOLER_AUTH_PASSWORD", "both it and PCK_POOLER_AUTH_PASSWORD_FILE are set", "set one")
+        password = (password_file or "").rstrip("\r\n") or None
+    if not password:
+        bad.add("PCK_POOLER_AUTH_PASSWORD", "not set", "set the password of the pooler's auth_user role (from the "
+                                                        "Secret the members create the role with)")
+    return PoolerSettings(listen=listen, target=target, service=service,
+                          auth_user=env.name("PCK_POOLER_AUTH_USER", DEFAULT_AUTH_USER), auth_password=password,
+                          pool_mode=mode if mode in POOL_MODES else "transaction",
+                          max_client_conn=env.integer("PCK_POOLER_MAX_CLIENT_CONN", 1000, 1, 100000),
+                          default_pool_size=env.integer("PCK_POOLER_DEFAULT_POOL_SIZE", 20, 1, 10000))
+
+
+def _address(env: Env, name: str, default: str) -> Address:
+    from entrypoint.boot.environ import host_problem
+
+    text = env.text(name, default)
+    address = parse_address(text) if text else None
+    problem = (host_problem(address.host) if address else "it is not host:port") if text else "not set"
+    if problem or address is None:
+        if not env.bad.has(name):
+            env.bad.add(name, f"{text!r}: {problem}" if text else problem,
+                        "give host:port, e.g. citusdemo-0.default.svc.cluster.local:5432")
+        return Address("unknown", DEFAULT_PORT)
+    return address
+
+
+def _default_target(env: Env) -> str:
+    """On Kubernetes, the coordinator group's Service `<scope>-0` (Patroni keeps its endpoint on the primary)."""
+    scope, namespace = env.text("PATRONI_SCOPE"), env.text("PATRONI_KUBERNETES_NAMESPACE") or env.text("POD_NAMESPACE")
+    if not (env.given("KUBERNETES_SERVICE_HOST") and scope and namespace):
+        return ""
+    domain = env.text("PCK_CLUSTER_DOMAIN", layout.CLUSTER_DOMAIN).strip(".")
+    return f"{scope}-0.{namespace}.svc.{domain}:{layout.POSTGRES_PORT}"
+
+
+def _default_service(env: Env, port: int) -> str:
+    scope, namespace = env.text("PATRONI_SCOPE"), env.text("PATRONI_KUBERNETES_NAMESPACE") or env.text("POD_NAMESPACE")
+    if not (env.given("KUBERNETES_SERVICE_HOST") and scope and namespace):
+        return ""
+    domain = env.text("PCK_CLUSTER_DOMAIN", layout.CLUSTER_DOMAIN).strip(".")
+    return f"{scope}-pooler.{namespace}.svc.{domain}:{port}"
