@@ -1,4 +1,4 @@
-"""The pooler's own settings (PCK_POOLER_*): where it listens, where the primary is, how it authenticates, pool sizes."""
+"""The pooler's own settings (PCK_POOLER_*): where it listens, where the primary is, how it authenticates, pools."""
 
 from __future__ import annotations
 
@@ -56,10 +56,12 @@ def _address(env: Env, name: str, default: str) -> Address:
 
     text = env.text(name, default)
     address = parse_address(text) if text else None
-    problem = (host_problem(address.host) if address else "it is not host:port") if text else "not set"
+    problem: Optional[str] = "not set"
+    if text:
+        problem = host_problem(address.host) if address else "it is not host:port"
     if problem or address is None:
         if not env.bad.has(name):
-            env.bad.add(name, f"{text!r}: {problem}" if text else problem,
+            env.bad.add(name, f"{text!r}: {problem}" if text else "not set",
                         "give host:port, e.g. citusdemo-0.default.svc.cluster.local:5432")
         return Address("unknown", DEFAULT_PORT)
     return address
