@@ -47,6 +47,18 @@ def common_name(cert: x509.Certificate) -> Optional[str]:
     return str(attrs[0].value) if attrs else None
 
 
+def same_name(a: x509.Name, b: x509.Name) -> bool:
+    """OpenSSL's X509_NAME_cmp, which compares canonical encodings: per attribute, case and runs of white space
+    do not matter (cryptography's == compares the values exactly)."""
+    return _canonical(a) == _canonical(b)
+
+
+def _canonical(name: x509.Name) -> tuple:
+    return tuple(tuple(sorted((attr.oid.dotted_string, " ".join(str(attr.value).split()).lower()
+                               if isinstance(attr.value, str) else repr(attr.value)) for attr in rdn))
+                 for rdn in name.rdns)
+
+
 def name_covered(cert: x509.Certificate, host: str) -> bool:
     """True when libpq's verify-full would accept `cert` for `host` (fe-secure-openssl.c, PostgreSQL 15).
 
