@@ -426,6 +426,12 @@ def _name_sets() -> List[CertSet]:
         _simple("cn-ignored-with-dns-san", False, "a dNSName SAN present: the CN is not looked at",
                 cn=HOST, sans=("other.example.test",)),
         _simple("no-names", False, "no SAN and no CN", cn=None, sans=()),
+        _simple("host-ipv4-shorthand", True, "libpq reads an IPv4 host with inet_aton: 127.1 is 127.0.0.1",
+                host="127.1", sans=("127.0.0.1",)),
+        _simple("san-embedded-nul-first", False, "libpq stops at a name with an embedded NUL",
+                sans=("evil\x00.example.test", HOST)),
+        _simple("san-embedded-nul-after-match", True, "names after the matching one are not looked at",
+                sans=(HOST, "evil\x00.example.test")),
     ]
 
 
