@@ -5,7 +5,8 @@ anchors for one purpose: "server" (a libpq client checking a server, verify-ca a
 "client" (PostgreSQL checking a client certificate, clientcert=verify-ca). It leaves the
 leaf's own validity dates to the caller, which reports them with their own fix.
 `key_problem` says what OpenSSL refuses about the leaf's own key and signature before any
-chain is looked at (PostgreSQL will not load it, libpq will not present it).
+chain is looked at (PostgreSQL will not load it, libpq will not present it), and
+`file_problem` the same for the whole certificate file, at every sslmode.
 
 The model is OpenSSL 3.0's X509_verify_cert as libpq and the backend run it on Debian 12:
 default verify flags (trusted-first, no partial chains, not strict), the purpose
@@ -102,6 +103,24 @@ def key_problem(cert: x509.Certificate) -> Optional[str]:
         return "has a DSA key, which TLS 1.3 cannot use"
     if not self_signed(cert) and signature_bits(cert) < MIN_SECURITY_BITS:
         return f"is signed with {_hash_name(cert)}, too weak for OpenSSL's security level 2 (\"ca md too weak\")"
+    return None
+
+
+def file_problem(chain: Sequence[x509.Certificate]) -> Optional[str]:
+    """None when PostgreSQL (or libpq, for a client certificate) loads this certificate file, at any sslmode.
+
+    SSL_CTX_use_certificate_chain_file checks the leaf (key_problem) and every further
+    certificate of the file with ssl_security_cert: its key, and its signature unless it
+    is self-signed ("ca key too small", "ca md too weak").
+    """
+    problem = key_problem(chain[0])
+    if problem is not None:
+        return problem
+    for cert in chain[1:]:
+        if _key_bits(cert) < MIN_SECURITY_BITS or (
+                not self_signed(cert) and signature_bits(cert) < MIN_SECURITY_BITS):
+            return (f"also holds {_who(cert, 0)}, whose key or signature is below security level 2, so "
+                    "PostgreSQL will not load the file")
     return None
 
 
@@ -259,8 +278,7 @@ def _purpose_allows(cert: x509.Certificate, purpose: str, as_ca: bool) -> bool:
 
 def _level_problem(path: Sequence[x509.Certificate], chain: Sequence[x509.Certificate]) -> Optional[str]:
     """check_auth_level: issuer keys (the root's too) and signatures between the leaf and the root (the leaf's
-    own is key_problem's); and what the server refuses to load from its own file (ssl_security_cert on
-    every further certificate, its signature only when not self-signed)."""
+    own is key_problem's); and what the server refuses to load from its own file (file_problem, past the leaf)."""
     for depth, cert in enumerate(path[1:], start=1):
         via = f"chains through {_who(cert, depth, len(path))}, which"
         if _key_bits(cert) < MIN_SECURITY_BITS:
@@ -268,12 +286,8 @@ def _level_problem(path: Sequence[x509.Certificate], chain: Sequence[x509.Certif
                     f"(\"CA key too small\"), {_TAIL}")
         if depth < len(path) - 1 and signature_bits(cert) < MIN_SECURITY_BITS:
             return f"{via} is signed with {_hash_name(cert)}, below security level 2 (\"ca md too weak\"), {_TAIL}"
-    for cert in chain[1:]:
-        if _key_bits(cert) < MIN_SECURITY_BITS or (
-                not self_signed(cert) and signature_bits(cert) < MIN_SECURITY_BITS):
-            return (f"also holds {_who(cert, 0)}, whose key or signature is below security level 2, so PostgreSQL "
-                    f"will not load the file, {_TAIL}")
-    return None
+    extra = file_problem(chain) if key_problem(chain[0]) is None else None  # the leaf's own is key_problem's
+    return f"{extra}, {_TAIL}" if extra else None
 
 
 def _signature_problem(path: Sequence[x509.Certificate], now: datetime.datetime) -> Optional[str]:

@@ -16,7 +16,15 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from entrypoint.pki.keys import key_matches
 from entrypoint.pki.names import name_covered, same_name
-from entrypoint.pki.verify import build_path, ca_kind, chain_problem, key_problem, security_bits, self_signed
+from entrypoint.pki.verify import (
+    build_path,
+    ca_kind,
+    chain_problem,
+    file_problem,
+    key_problem,
+    security_bits,
+    self_signed,
+)
 from tests.differential.corpus import NOW, CertSet, Spec, corpus, intermediate, key, leaf, make, root
 
 
@@ -117,3 +125,12 @@ def test_names_compare_as_openssl_canonicalises_them():
     b = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "corpus root ca")])
     assert same_name(a, b) and not same_name(a, x509.Name([]))
 
+
+
+def test_file_problem_covers_every_certificate_of_the_file():
+    """PostgreSQL refuses a server.crt with a weak extra certificate even at require, where no chain is checked."""
+    ca = root()
+    weak = root("Corpus unrelated RSA-1024 CA", kind="rsa1024")
+    assert file_problem([leaf(ca).cert]) is None
+    assert "security level 2" in file_problem([leaf(ca).cert, weak.cert])
+    assert "ee key too small" in file_problem([leaf(ca, kind="rsa1024").cert])
