@@ -368,6 +368,8 @@ def _chain_sets() -> List[CertSet]:
         _set("intermediate-in-ca-file", [good, inter], [leaf(inter)], True, "the store may hold intermediates"),
         _set("only-intermediate-in-ca-file", [inter], [leaf(inter)], False,
              "without partial chains the anchor must be self-signed"),
+        _set("only-intermediate-in-ca-file-root-in-cert-file", [inter], [leaf(inter), inter, good], False,
+             "once on a root-file certificate, OpenSSL looks for issuers in the root file only"),
         _set("two-intermediates-reversed", [good], [leaf(inter2), inter, inter2], True,
              "intermediates are found by name, in any order"),
         _set("intermediate-before-leaf", [good], [inter, lf := leaf(inter)], False,
@@ -396,6 +398,7 @@ def _date_sets() -> List[CertSet]:
     future_root = root("Corpus Future Root", not_before=NOW + DAY, not_after=NOW + 400 * DAY)
     old = intermediate(good, "Corpus Expired Intermediate", not_before=NOW - 400 * DAY, not_after=NOW - DAY)
     young = intermediate(good, "Corpus Future Intermediate", not_before=NOW + DAY)
+    renewed_old = root(not_before=NOW - 800 * DAY, not_after=NOW - DAY)  # same name and key as `good`
     return [
         _simple("leaf-expired", False, "certificate has expired", not_before=NOW - 30 * DAY, not_after=NOW - DAY),
         _simple("leaf-not-yet-valid", False, "certificate is not yet valid", not_before=NOW + DAY),
@@ -405,6 +408,8 @@ def _date_sets() -> List[CertSet]:
         _set("intermediate-not-yet-valid", [good], [leaf(young), young], False, "intermediate not yet valid"),
         _set("bundle-with-an-expired-unrelated-ca", [expired_root, good], [leaf(good)], True,
              "an expired CA that signed nothing here is never looked at"),
+        _set("bundle-with-renewed-ca-old-one-expired", [renewed_old, good], [leaf(good)], True,
+             "a CA renewed with its key: OpenSSL takes the copy whose dates are valid"),
     ]
 
 

@@ -35,6 +35,9 @@ KNOWN = {
     "bundle-with-an-expired-unrelated-ca":
         "entrypoint/boot/material.py check_material date-checks every CA of PGSSLROOTCERT (_check_dates "
         "over `cas`), while libpq looks only at the CAs on the path; an expired CA that signs nothing is harmless",
+    "bundle-with-renewed-ca-old-one-expired":
+        "entrypoint/boot/material.py check_material date-checks every CA of PGSSLROOTCERT, so the old copy of a "
+        "renewed CA (same name and key) left in the bundle is refused, while OpenSSL takes the valid copy",
 }
 
 
