@@ -9,7 +9,8 @@ fails with the set's name and all three verdicts; so does a PostgreSQL verdict t
 longer the one the corpus records (the unit tests rely on it).
 
 One PostgreSQL serves every set (files swapped, SIGHUP) while the `check` and openssl runs
-go on beside it in two threads; the whole module takes about 15 s here.
+go on beside it in two threads; the whole module takes 15 s on a quiet 2-core machine, 25-30 s
+while other suites run beside it.
 """
 
 from __future__ import annotations
