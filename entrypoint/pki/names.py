@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_INET_PART = re.compile(r"0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*")  # one part of an inet_aton address
 
 
 def is_ip(name: str) -> bool:
@@ -47,25 +48,75 @@ def common_name(cert: x509.Certificate) -> Optional[str]:
     return str(attrs[0].value) if attrs else None
 
 
+def same_name(a: x509.Name, b: x509.Name) -> bool:
+    """OpenSSL's X509_NAME_cmp, which compares canonical encodings: per attribute, case and runs of white space
+    do not matter (cryptography's == compares the values exactly)."""
+    return _canonical(a) == _canonical(b)
+
+
+def _canonical(name: x509.Name) -> tuple:
+    return tuple(tuple(sorted((attr.oid.dotted_string, " ".join(str(attr.value).split()).lower()
+                               if isinstance(attr.value, str) else repr(attr.value)) for attr in rdn))
+                 for rdn in name.rdns)
+
+
 def name_covered(cert: x509.Certificate, host: str) -> bool:
     """True when libpq's verify-full would accept `cert` for `host` (fe-secure-openssl.c, PostgreSQL 15).
 
-    Every dNSName SAN is compared with the host as text (also when the host is an IP
-    address), with `*` standing for the whole left-most label only; iPAddress SANs are
-    compared as addresses when the host is one. The CN is compared only when no SAN is
-    of the host's own kind. Case does not matter; a trailing dot is not stripped.
+    The SANs are taken in order and the first match wins: a dNSName is compared with the
+    host as text (also when the host is an IP address), with `*` standing for the whole
+    left-most label only; an iPAddress with the host's address, when the host is one in
+    libpq's reading (inet_aton, so '127.1' is 127.0.0.1; inet_pton for IPv6). A name with
+    an embedded NUL ends the search with a refusal, as libpq does. The CN is compared only
+    when no SAN is of the host's own kind. Case does not matter; a trailing dot is not
+    stripped.
     """
-    dns, ips = san_names(cert)
     host = host.strip("[]").lower()
-    if any(_dns_matches(pattern, host) for pattern in dns):
-        return True
-    host_is_ip = is_ip(host)
-    if host_is_ip and any(ipaddress.ip_address(ip) == ipaddress.ip_address(host) for ip in ips):
-        return True
-    if ips if host_is_ip else dns:
+    address = libpq_address(host)
+    try:
+        sans = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        sans = []
+    for san in sans:
+        if isinstance(san, x509.DNSName):
+            if "\x00" in san.value:
+                return False  # "SSL certificate's name contains embedded null"
+            if _dns_matches(san.value, host):
+                return True
+        elif isinstance(san, x509.IPAddress) and address is not None and _packed(san.value) == address:
+            return True
+    own_kind = x509.IPAddress if address is not None else x509.DNSName
+    if any(isinstance(san, own_kind) for san in sans):
         return False
     cn = common_name(cert)
-    return cn is not None and _dns_matches(cn, host)
+    return cn is not None and "\x00" not in cn and _dns_matches(cn, host)
+
+
+def _packed(value: object) -> Optional[bytes]:
+    return value.packed if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)) else None
+
+
+def libpq_address(host: str) -> Optional[bytes]:
+    """The address libpq reads `host` as (is_ip_address in fe-secure-openssl.c), packed, or None for a name.
+
+    IPv4 follows glibc's inet_aton: one to four parts, each decimal, octal (leading 0) or
+    hex (0x), the last filling the remaining bytes, anything after white space ignored.
+    """
+    if ":" in host:
+        if "%" in host:  # inet_pton knows no zone index
+            return None
+        try:
+            return ipaddress.IPv6Address(host).packed
+        except ValueError:
+            return None
+    parts = re.split(r"[ \t\n\v\f\r]", host, maxsplit=1)[0].split(".")
+    if not 1 <= len(parts) <= 4 or not all(_INET_PART.fullmatch(p) for p in parts):
+        return None
+    values = [int(p, 16) if p[:2] in ("0x", "0X") else int(p, 8) if p.startswith("0") else int(p) for p in parts]
+    last_bytes = 5 - len(values)
+    if any(v > 255 for v in values[:-1]) or values[-1] >= 256 ** last_bytes:
+        return None
+    return bytes(values[:-1]) + values[-1].to_bytes(last_bytes, "big")
 
 
 def _dns_matches(pattern: str, host: str) -> bool:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import socket
 
-from entrypoint.pki.names import is_ip, name_covered, normalise
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from entrypoint.pki.names import is_ip, libpq_address, name_covered, normalise
 from tests.support.pki import TestCA
 
 
@@ -53,3 +57,30 @@ def test_one_classifier_for_ip_and_dns(name, ip):
 
 def test_normalise_gives_canonical_ips_and_lowercase_names():
     assert normalise("0:0::1") == "::1" and normalise("DB.Example") == "db.example"
+
+
+def _libc_reading(host: str):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.inet_pton(family, host) if family == socket.AF_INET6 else socket.inet_aton(host)
+    except (OSError, ValueError):
+        return None
+
+
+@settings(max_examples=400)
+@given(st.text(alphabet="0123456789abcdefxX.: \t+-_%", max_size=24))
+def test_hosts_read_as_addresses_exactly_as_libc_reads_them(host):
+    """libpq decides IP-or-name with inet_aton (IPv4) and inet_pton (IPv6); the port uses libc as the oracle."""
+    assert libpq_address(host) == _libc_reading(host)
+
+
+@pytest.mark.parametrize("host, address", [("127.1", "127.0.0.1"), ("0x7f.0.0.1", "127.0.0.1"),
+                                           ("2130706433", "127.0.0.1"), ("0177.0.0.1", "127.0.0.1")])
+def test_an_ip_host_in_inet_aton_spelling_meets_the_ip_san(ca, host, address):
+    assert name_covered(ca.issue(address).cert, host)
+
+
+def test_a_name_with_an_embedded_nul_ends_the_search(ca):
+    """libpq refuses at the first SAN with a NUL ('SSL certificate's name contains embedded null')."""
+    assert not name_covered(ca.issue("evil\x00.demo.test", "db.demo.test").cert, "db.demo.test")
+    assert name_covered(ca.issue("db.demo.test", "evil\x00.demo.test").cert, "db.demo.test")
