@@ -17,7 +17,7 @@ from entrypoint.errors import Collector
 from entrypoint.pki import reader
 from entrypoint.pki.load import chain_pem
 from entrypoint.pki.names import name_covered, san_names
-from entrypoint.pki.verify import chain_problem, key_problem
+from entrypoint.pki.verify import chain_problem, file_problem
 
 __all__ = ["FileContents", "KeyPair", "StagedFile", "TlsMaterial", "check_material", "files_to_read", "read_files"]
 
@@ -121,8 +121,13 @@ def _check_pgssl(bad: Collector, warnings: List[str], settings: Settings, files:
         if keypair is not None and path is not None:
             _check_leaf(bad, warnings, settings, keypair, path, var, cas, now)
     for ca in cas:
-        check_dates(bad, warnings, ca, "PGSSLROOTCERT", settings.tls.ca_file, now, settings.tuning.expiry_warn_days,
-                    subject=True)
+        # A CA out of date is fatal only on a path (chain_problem says so): libpq never looks at the others,
+        # and the old copy of a renewed CA often stays in the bundle.
+        ca_problems = Collector()
+        check_dates(ca_problems, warnings, ca, "PGSSLROOTCERT", settings.tls.ca_file, now,
+                    settings.tuning.expiry_warn_days, subject=True)
+        warnings += [f"PGSSLROOTCERT: {p.what}: a certificate that chains to it is refused"
+                     for p in ca_problems.problems]
     if server is not None and settings.mode.verifies_host:
         _check_names(bad, settings, server)
     return server, client, cas
@@ -141,7 +146,7 @@ def _password(bad: Collector, settings: Settings) -> Optional[bytes]:
 def _check_leaf(bad: Collector, warnings: List[str], settings: Settings, pair: KeyPair, path: str, var: str,
                 cas: list, now: datetime.datetime) -> None:
     check_dates(bad, warnings, pair.leaf, var, path, now, settings.tuning.expiry_warn_days)
-    weak = key_problem(pair.leaf)
+    weak = file_problem(pair.chain)  # what PostgreSQL refuses to load, at any sslmode
     if weak:
         bad.add(var, f"{path} {weak}", "issue the certificate again with an ECDSA P-256 or RSA-2048+ key and SHA-256 "
                                         "(patroni-citus-k8s certs generate)")
@@ -149,12 +154,12 @@ def _check_leaf(bad: Collector, warnings: List[str], settings: Settings, pair: K
         return
     # Members check servers with it; with mutual TLS they present the same pair as clients.
     for purpose in ("server",) + (("client",) if settings.mtls.enabled else ()):
-        problem = chain_problem(pair.chain, cas, purpose)
+        problem = chain_problem(pair.chain, cas, purpose, now)
         if problem:
             bad.add(var, f"{path} {problem} {settings.tls.ca_file} "
                          f"(issuer: {pair.leaf.issuer.rfc4514_string()}, checked as a {purpose} certificate)",
                     "mount the CA that signed this certificate as ca.crt, or re-issue the certificate from that CA "
-                    "(patroni-citus-k8s certs generate --renew)")
+                    "with the usages a member needs (serverAuth and clientAuth; patroni-citus-k8s certs generate)")
             return
 
 

@@ -32,14 +32,7 @@ BUDGET_SECONDS = 180
 
 # Disagreements whose fix lies outside entrypoint/pki (named in the reason). Each must still disagree:
 # once fixed, the test says so and the entry goes.
-KNOWN = {
-    "bundle-with-an-expired-unrelated-ca":
-        "entrypoint/boot/material.py check_material date-checks every CA of PGSSLROOTCERT (_check_dates "
-        "over `cas`), while libpq looks only at the CAs on the path; an expired CA that signs nothing is harmless",
-    "bundle-with-renewed-ca-old-one-expired":
-        "entrypoint/boot/material.py check_material date-checks every CA of PGSSLROOTCERT, so the old copy of a "
-        "renewed CA (same name and key) left in the bundle is refused, while OpenSSL takes the valid copy",
-}
+KNOWN: dict = {}  # set name -> why the entrypoint still disagrees (none: keep it that way)
 
 
 @pytest.fixture(scope="module")

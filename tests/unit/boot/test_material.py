@@ -164,11 +164,16 @@ def test_dates_outside_the_window_are_errors(ca, issued_at, days, words):
     assert where == "PGSSLCERT" and words in what and fix
 
 
-def test_expired_ca_is_an_error(node):
+def test_an_expired_ca_on_the_path_is_an_error_and_one_off_it_only_a_warning(ca):
     old = TestCA("old CA", days=365)
-    old_ca_now = NOW + dt.timedelta(days=400)
-    found = problems(settings_for("verify-ca"), cert_files(node, old.cert_pem), now=old_ca_now)
-    assert any(w == "PGSSLROOTCERT" and "expired" in what for w, what, _ in found)
+    later = NOW + dt.timedelta(days=400)
+    leaf = old.issue(CONNECT_HOST, days=900)
+    found = problems(settings_for("verify-ca"), cert_files(leaf, old.cert_pem), now=later)
+    assert any(w == "PGSSLCERT" and "expired" in what for w, what, _ in found), found
+    fresh = TestCA("fresh CA", days=900)
+    pair = fresh.issue(CONNECT_HOST, days=800)
+    material = check(settings_for("verify-ca"), cert_files(pair, fresh.cert_pem + old.cert_pem), now=later)
+    assert any("PGSSLROOTCERT" in w and "expired" in w for w in material.warnings)
 
 
 def test_expiring_within_the_warning_window_is_only_a_warning(ca):
