@@ -86,6 +86,7 @@ def _observe_child(options: VerifyOptions, conn) -> None:
     from entrypoint.audit.observe import observe
     from entrypoint.audit.redact import Redactor
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends this child
     redactor = Redactor()
     try:
         message: Tuple[str, object] = ("ok", observe(options, redactor, io.StringIO(),
@@ -134,9 +135,18 @@ def _app(exporter: Exporter):
     metrics = make_wsgi_app(registry_for(exporter.current))
 
     def app(environ, start_response):
+        try:
+            return _route(environ, start_response)
+        except Exception as exc:  # noqa: BLE001 - one log line and a 500, never a traceback
+            print(f"{COMMAND}: internal error serving {printable(environ.get('PATH_INFO', ''))}: "
+                  f"{type(exc).__name__}: {printable(exc)}", file=sys.stderr, flush=True)
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info())
+            return [b"internal error; see the exporter's log\n"]
+
+    def _route(environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
-            return metrics(environ, start_response)
+            return [b"".join(metrics(environ, start_response))]
         if path == "/healthz":
             ok = exporter.healthy()
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
@@ -163,6 +173,10 @@ def listen(host: str, port: int, app):
         daemon_threads = True
         allow_reuse_address = True
         address_family = family
+
+        def handle_error(self, request, client_address):  # a broken connection: one line, no traceback
+            print(f"{COMMAND}: HTTP request from {client_address[0]} failed: {printable(sys.exc_info()[1])}",
+                  file=sys.stderr, flush=True)
 
     class Quiet(WSGIRequestHandler):
         timeout = HANDLER_TIMEOUT

@@ -425,3 +425,14 @@ def test_a_port_in_use_is_exit_2_before_anything_is_observed(capsys):
         assert cli.main(["verify", "host=127.0.0.1 port=1", "--serve", f"127.0.0.1:{port}"]) == 2
     err = capsys.readouterr().err
     assert f"--serve 127.0.0.1:{port}: cannot listen there (Address already in use)" in err and "fix:" in err
+
+
+def test_a_failing_exposition_is_a_500_and_one_log_line(running_exporter, capsys):
+    exporter, base = running_exporter
+    exporter.snapshot.obs = object()  # not Observations: building the families fails
+    status, _, body = get(f"{base}/metrics")
+    assert status == 500 and "internal error" in body
+    err = capsys.readouterr().err
+    assert "internal error serving /metrics: AttributeError" in err and "Traceback" not in err
+    exporter.snapshot.obs = None
+    assert get(f"{base}/metrics")[0] == 200
