@@ -222,8 +222,11 @@ def serve(options: VerifyOptions, err: TextIO = sys.stderr) -> int:
     return 0
 
 
+REPEAT_EVERY = 20  # a failure that stays the same is logged again every this many observations
+
+
 def _loop(ctx, options: VerifyOptions, exporter: Exporter, stop: threading.Event, err: TextIO) -> None:
-    failing = False
+    last, repeats = None, 0  # the last failure's line and how often it came in a row
     while not stop.is_set():
         started = time.monotonic()
         kind, payload, duration = observe_bounded(ctx, options, stop)
@@ -231,11 +234,14 @@ def _loop(ctx, options: VerifyOptions, exporter: Exporter, stop: threading.Event
             break
         if kind == "ok":
             exporter.succeeded(payload, duration)
-            if failing:
+            if last is not None:
                 print(f"{COMMAND}: observations succeed again", file=err, flush=True)
-            failing = False
+            last, repeats = None, 0
         else:
             exporter.failed(kind, duration)
-            print(f"{COMMAND}: observation failed ({kind}): {printable(payload)}", file=err, flush=True)
-            failing = True
+            line = f"{COMMAND}: observation failed ({kind}): {printable(payload)}"
+            repeats = repeats + 1 if line == last else 0
+            if repeats % REPEAT_EVERY == 0:
+                print(line + (f" (again, {repeats + 1} in a row)" if repeats else ""), file=err, flush=True)
+            last = line
         stop.wait(max(0.0, options.every - (time.monotonic() - started)))
