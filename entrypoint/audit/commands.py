@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TextIO
+from typing import Optional, TextIO
 
 from entrypoint import layout, sslmode
-from entrypoint.audit.options import DEFAULT_EXPIRY_DAYS, DEFAULT_TIMEOUT, VerifyOptions
+from entrypoint.audit.options import (
+    DEFAULT_EXPIRY_DAYS,
+    DEFAULT_INTERVAL,
+    DEFAULT_TIMEOUT,
+    EXAMPLE_LISTEN,
+    VerifyOptions,
+)
 from entrypoint.errors import EXIT_BAD_INPUT, InputError
 
 
@@ -40,6 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     output.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     output.add_argument("--prometheus", action="store_true",
                         help="print Prometheus text exposition (for node_exporter's textfile collector)")
+    output.add_argument("--serve", metavar="HOST:PORT",
+                        help="keep running: observe the cluster every --interval and serve the metrics on "
+                             f"http://HOST:PORT/metrics (and /healthz), e.g. {EXAMPLE_LISTEN}")
+    parser.add_argument("--interval", type=float, metavar="SECONDS",
+                        help=f"with --serve: seconds between observations, each bounded to that long "
+                             f"(default {DEFAULT_INTERVAL:g})")
+    parser.add_argument("--secret-dir", metavar="DIR",
+                        help="where the certificate Secret is mounted here; each port is compared with the "
+                             f"certificate it holds now (default {layout.CERT_DIR}, skipped when absent)")
     parser.add_argument("--install-view", action="store_true",
                         help="first create (or replace) the ssl_connections monitoring view on every primary")
     parser.set_defaults(func=cmd_verify)
@@ -47,14 +62,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def options_from(args: argparse.Namespace) -> VerifyOptions:
     """The parsed flags as VerifyOptions."""
-    output = "json" if args.json else "prometheus" if args.prometheus else "table"
+    output = ("json" if args.json else "prometheus" if args.prometheus else
+              "serve" if args.serve is not None else "table")
     return VerifyOptions(conninfo=args.conninfo, mode=args.mode, ca=args.ca, api_port=args.api_port,
                          api_host=args.api_host, expiry_days=args.expiry_days, timeout=args.timeout,
-                         output=output, install_view=args.install_view)
+                         output=output, install_view=args.install_view, serve=args.serve,
+                         interval=args.interval, secret_dir=args.secret_dir)
 
 
-def cmd_verify(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Run verify as `args` say; print the report; return 0, 1 (findings) or 2 (cannot run)."""
+def cmd_verify(args: argparse.Namespace, out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:
+    """Run verify as `args` say; print the report; return 0, 1 (findings) or 2 (cannot run).
+
+    `out` and `err` default to sys.stdout and sys.stderr as they are at the call, not at import.
+    """
+    out, err = out or sys.stdout, err or sys.stderr
     from entrypoint.audit import report
     from entrypoint.audit.findings import exit_status, find
     from entrypoint.audit.observe import observe
@@ -63,6 +84,10 @@ def cmd_verify(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO =
     options = options_from(args)
     redactor = Redactor()
     try:
+        if options.serve is not None:
+            from entrypoint.audit.serve import serve
+
+            return serve(options, err)
         obs = observe(options, redactor, err)
     except InputError as exc:
         print(redactor.scrub(exc.report()), file=err)

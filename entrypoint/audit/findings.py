@@ -10,6 +10,22 @@ from entrypoint.audit.model import Finding, Member, Observations, ServedCert
 LINKS = ("client", "replication", "citus")
 ERROR = "error"
 WARNING = "warning"
+# Every finding code and the severities it can carry (docs/verify.md lists them; the
+# metrics export a zero for each pair, so an alert sees a count go up, not a series appear).
+CODES = {
+    "unreachable": (ERROR,),
+    "plaintext_connection": (ERROR,),
+    "plaintext_accepted": (ERROR,),
+    "plaintext_port": (ERROR, WARNING),
+    "ssl_off": (ERROR,),
+    "tls_too_old": (ERROR,),
+    "cert_expiring": (WARNING,),
+    "cert_expired": (ERROR,),
+    "name_not_covered": (ERROR,),
+    "not_chained": (ERROR,),
+    "different_cas": (ERROR,),
+    "link_mode_weaker": (ERROR,),
+}
 
 
 def find(obs: Observations) -> list:
@@ -25,7 +41,7 @@ def find(obs: Observations) -> list:
 
 def _member_findings(obs: Observations, member: Member) -> list:
     out: list = []
-    forbids = _forbids_plaintext(obs.mode)
+    forbids = forbids_plaintext(obs.mode)
     if member.sql_error is not None:
         out.append(Finding(ERROR, "unreachable", member.name, f"postgres {member.host}:{member.port}",
                            f"cannot query PostgreSQL: {member.sql_error}",
@@ -64,7 +80,7 @@ def _served_findings(obs: Observations, member: Member, served: ServedCert) -> l
     if not served.tls:
         if obs.mode == "disable":
             return []
-        severity = ERROR if _forbids_plaintext(obs.mode) else WARNING
+        severity = ERROR if forbids_plaintext(obs.mode) else WARNING
         what = "serves no TLS" if served.service == "postgres" else "serves plain HTTP"
         return [Finding(severity, "plaintext_port", member.name, where,
                         f"{what}, so links to it are plaintext (PGSSLMODE={obs.mode})",
@@ -105,7 +121,7 @@ def _connection_findings(obs: Observations, member: Member) -> list:
     for link in LINKS:
         conns = [c for c in member.connections if c.link == link]
         plain = [c for c in conns if not c.encrypted]
-        if plain and _forbids_plaintext(obs.mode):
+        if plain and forbids_plaintext(obs.mode):
             peers = ", ".join(sorted({c.peer for c in plain}))
             out.append(Finding(ERROR, "plaintext_connection", member.name, link,
                                f"{len(plain)} plaintext {link} connection{'s' if len(plain) != 1 else ''} "
@@ -138,7 +154,8 @@ def _rank(mode: str) -> int:
     return sslmode.rank(mode)
 
 
-def _forbids_plaintext(mode: str) -> bool:
+def forbids_plaintext(mode: str) -> bool:
+    """Whether judging at `mode` forbids plaintext on every link (require and up)."""
     m = sslmode.parse(mode)
     return bool(m and m.requires_tls)
 

@@ -26,6 +26,8 @@ class ServedCert:
     name_covered: Optional[bool] = None
     chains_to_ca: Optional[bool] = None
     error: Optional[str] = None  # the port could not be reached or the handshake failed
+    sha256: Optional[str] = None  # SHA-256 fingerprint of the leaf (hex), to compare with the mounted Secret
+    serial: Optional[str] = None  # serial number (hex)
 
 
 @dataclass
@@ -64,6 +66,32 @@ class Member:
     link_modes: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CertInfo:
+    """One certificate read from a file (a CA of the bundle, the Secret's certificate): enough to name and date it."""
+
+    subject: str
+    sha256: str  # fingerprint of the DER (hex)
+    serial: str  # hex
+    not_after: dt.datetime
+
+
+@dataclass
+class MountedSecret:
+    """The certificate Secret as this command sees it mounted (--secret-dir): what every port should serve now.
+
+    `changed_at` is when the certificate file last changed (its mtime: the kubelet writes a
+    new file on every Secret update). `error` says why nothing could be read.
+    """
+
+    directory: str
+    cert_file: Optional[str] = None
+    cert: Optional[CertInfo] = None
+    changed_at: Optional[dt.datetime] = None
+    cas: list = field(default_factory=list)  # CertInfo of the Secret's ca.crt
+    error: Optional[str] = None
+
+
 @dataclass
 class Observations:
     """Everything one run of verify saw. `mode` is the sslmode the cluster is judged against."""
@@ -77,6 +105,9 @@ class Observations:
     citus: bool = False
     members: list = field(default_factory=list)
     discovery_errors: list = field(default_factory=list)
+    cas: list = field(default_factory=list)  # CertInfo of the CA bundle the members are judged against
+    secret: Optional[MountedSecret] = None  # None when no Secret is mounted where verify looks
+    duration: Optional[float] = None  # seconds the observation took
 
 
 @dataclass(frozen=True)

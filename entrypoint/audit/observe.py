@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
 import re
-from typing import List, Optional, TextIO
+import threading
+import time
+import urllib.parse
+from typing import Callable, List, Optional, TextIO
 
+from entrypoint import layout
 from entrypoint.audit import sql
 from entrypoint.audit.discover import discover
-from entrypoint.audit.model import Connection, Member, Observations, ServedCert
+from entrypoint.audit.model import Connection, Member, MountedSecret, Observations, ServedCert
 from entrypoint.audit.options import VerifyOptions
 from entrypoint.audit.probes import (
     ClientCert,
@@ -20,6 +25,7 @@ from entrypoint.audit.probes import (
     postgres_handshake,
 )
 from entrypoint.audit.redact import Redactor
+from entrypoint.audit.secret import cert_info, read_secret, secret_dir_usable
 from entrypoint.errors import InputError, Problem
 
 COMMAND = "patroni-citus-k8s verify"
@@ -32,12 +38,26 @@ def cannot_run(where: str, what: str, fix: str) -> InputError:
     return InputError([Problem(where, what, fix)], COMMAND, OUTCOME)
 
 
-def observe(options: VerifyOptions, redactor: Redactor, err: TextIO) -> Observations:
-    """Connect, discover and observe every member. Raises InputError."""
+def preflight(options: VerifyOptions) -> list:
+    """Every Problem with the flags and the files they name, before anything connects; returns the --ca certificates."""
     problems = options.problems()
     cas = _load_cas(options.ca, problems) if options.ca is not None else []
+    if options.secret_dir is not None and options.secret_dir.strip():
+        why = secret_dir_usable(options.secret_dir)
+        if why is not None:
+            problems.append(Problem(f"--secret-dir {options.secret_dir}", why,
+                                    "give the directory the certificate Secret is mounted at, holding "
+                                    f"{' or '.join(layout.CERT_NAMES)} (and {layout.CA_FILE})"))
     if problems:
         raise InputError(problems, COMMAND, OUTCOME)
+    return cas
+
+
+def observe(options: VerifyOptions, redactor: Redactor, err: TextIO, deadline: Optional[float] = None) -> Observations:
+    """Connect, discover and observe every member, all within `deadline` (time.monotonic()). Raises InputError."""
+    started = time.monotonic()
+    deadline = started + options.budget if deadline is None else deadline
+    cas = preflight(options)
     try:
         import psycopg
     except ImportError as exc:
@@ -69,17 +89,67 @@ def observe(options: VerifyOptions, redactor: Redactor, err: TextIO) -> Observat
         members = [Member(name=f"{seed_host}:{port}", host=seed_host, port=port)]
     if options.ca is None:
         cas = _load_cas(obs.ca_file, [])
+    obs.cas = [cert_info(c) for c in cas]
+    obs.secret = _mounted_secret(options)
     if options.install_view:
         _install_views(members, effective, options, redactor, err)
-    for member in members:
-        observe_member(member, effective, obs.ca_file, cas, client, options.timeout, redactor)
+    observe_members(members, lambda m: observe_member(m, effective, obs.ca_file, cas, client, options.timeout,
+                                                      redactor), deadline)
     obs.members = members
+    obs.duration = time.monotonic() - started
     if all(m.sql_error is not None for m in members):
         errors = "; ".join(f"{m.name}: {m.sql_error}" for m in members)
         raise cannot_run("verify", f"none of the {len(members)} member(s) could be queried ({errors})",
                          "run verify where the members' addresses resolve and are reachable "
                          "(e.g. kubectl exec into a pod)")
     return obs
+
+
+def observe_members(members: List[Member], look: Callable[[Member], None], deadline: float) -> None:
+    """Run `look` on every member at once, each on its own copy in a daemon thread, until `deadline`.
+
+    A member whose look has not finished by then (a hung PostgreSQL, a port that accepts
+    and never answers) keeps what discovery knew and is reported as unreachable; the others
+    are reported in full. The threads are daemons, so a hung one never keeps the process alive.
+    """
+    work: List[tuple] = [(member, copy.deepcopy(member), []) for member in members]
+    threads = [threading.Thread(target=_look_safely, args=(look, scratch, failure), daemon=True,
+                                name=f"observe {member.name}") for member, scratch, failure in work]
+    for thread in threads:
+        thread.start()
+    for (member, scratch, failure), thread in zip(work, threads):
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if failure:
+            raise failure[0]
+        if thread.is_alive():
+            _timed_out(member)
+        else:
+            vars(member).update(vars(scratch))
+
+
+def _look_safely(look: Callable[[Member], None], member: Member, failure: list) -> None:
+    try:
+        look(member)
+    except Exception as exc:  # noqa: BLE001 - handed to the observing thread, which raises it (a bug)
+        failure.append(exc)
+
+
+def _timed_out(member: Member) -> None:
+    what = "no answer before the observation's time was up (a hung member, or --timeout/--interval too short)"
+    member.sql_error = what
+    member.served = [ServedCert("postgres", member.port, member.host, error=what)]
+    if member.api_url:
+        url = urllib.parse.urlsplit(member.api_url)
+        member.served.append(ServedCert("restapi", url.port or layout.RESTAPI_PORT, url.hostname or member.host,
+                                        error=what))
+
+
+def _mounted_secret(options: VerifyOptions) -> Optional[MountedSecret]:
+    """The Secret at --secret-dir; at the default directory only when it exists (verify may run outside a pod)."""
+    directory = options.secret_directory
+    if options.secret_dir is None and not os.path.isdir(directory):
+        return None
+    return read_secret(directory)
 
 
 def _install_views(members: List[Member], effective: dict, options: VerifyOptions, redactor: Redactor,
@@ -158,8 +228,6 @@ def member_conninfo(member: Member, effective: dict) -> str:
 def observe_member(member: Member, effective: dict, ca_file: Optional[str], cas: list,
                    client: Optional[ClientCert], timeout: float, redactor: Redactor) -> None:
     """Fill `member` with what its PostgreSQL reports and the certificates both its ports serve."""
-    import urllib.parse
-
     import psycopg
 
     try:

@@ -5,6 +5,7 @@ The handshakes are the only I/O here; `describe_certificate` is pure over the by
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import ssl
 import struct
@@ -213,6 +214,7 @@ def describe_certificate(served: ServedCert, shake: Handshake, cas: Sequence) ->
     if not shake.tls or shake.der is None:
         return served
     cert = x509.load_der_x509_certificate(shake.der)
+    served.sha256, served.serial = hashlib.sha256(shake.der).hexdigest(), format(cert.serial_number, "x")
     dns, ips = san_names(cert)
     served.subject = cert.subject.rfc4514_string()
     served.issuer = cert.issuer.rfc4514_string()

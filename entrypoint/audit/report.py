@@ -1,4 +1,4 @@
-"""Render verify's observations and findings: a table for people, JSON for programs, Prometheus text."""
+"""Render verify's observations and findings: a table for people, JSON for programs, Prometheus text (metrics.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import json
 from typing import Optional
 
 from entrypoint.audit.findings import connection_counts, exit_status
-from entrypoint.audit.model import Observations
-
-METRIC_PREFIX = "patroni_citus_k8s_tls"
+from entrypoint.audit.model import CertInfo, MountedSecret, Observations
 
 
 def _days_left(not_after: Optional[dt.datetime], now: dt.datetime) -> Optional[int]:
@@ -85,6 +83,8 @@ def to_data(obs: Observations, findings: list) -> dict:
         data["connection_counts"] = {link: {"encrypted": enc, "plaintext": plain}
                                      for link, (enc, plain) in connection_counts(member).items()}
         members.append(data)
+    from entrypoint.audit.metrics import rotation
+
     return {
         "observed_at": obs.observed_at.isoformat(),
         "target": obs.target,
@@ -95,70 +95,35 @@ def to_data(obs: Observations, findings: list) -> dict:
         "citus": obs.citus,
         "members": members,
         "discovery_errors": list(obs.discovery_errors),
+        "cas": [_cert_data(c) for c in obs.cas],
+        "secret": _secret_data(obs.secret),
+        "rotation": [dict(vars(r)) for r in rotation(obs, {})[0]],
         "findings": [dict(vars(f)) for f in findings],
         "exit_status": exit_status(findings),
     }
+
+
+def _cert_data(info: CertInfo) -> dict:
+    return dict(vars(info), not_after=info.not_after.isoformat())
+
+
+def _secret_data(secret: Optional[MountedSecret]) -> Optional[dict]:
+    if secret is None:
+        return None
+    return {"directory": secret.directory, "cert_file": secret.cert_file,
+            "cert": _cert_data(secret.cert) if secret.cert else None,
+            "changed_at": secret.changed_at.isoformat() if secret.changed_at else None,
+            "cas": [_cert_data(c) for c in secret.cas], "error": secret.error}
 
 
 def render_json(obs: Observations, findings: list) -> str:
     return json.dumps(to_data(obs, findings), indent=2, sort_keys=False) + "\n"
 
 
-def _label_value(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
-
-
-def _sample(name: str, labels: dict, value: float) -> str:
-    inner = ",".join(f'{k}="{_label_value(v)}"' for k, v in labels.items())
-    number = repr(float(value)) if not float(value).is_integer() else str(int(value))
-    return f"{METRIC_PREFIX}_{name}{{{inner}}} {number}"
-
-
 def render_prometheus(obs: Observations, findings: list) -> str:
-    """Return Prometheus text exposition (for node_exporter's textfile collector)."""
-    metrics: dict = {
-        "certificate_expiry_seconds": ("gauge", "Seconds until the certificate a member serves expires "
-                                                "(negative when expired), as seen by the last verify run.", []),
-        "certificate_not_after_timestamp_seconds": ("gauge", "Unix time at which the certificate a member "
-                                                             "serves expires.", []),
-        "port_tls": ("gauge", "1 when the port answered with TLS, 0 when in plaintext or not at all.", []),
-        "member_reachable": ("gauge", "1 when verify could query the member's PostgreSQL.", []),
-        "plaintext_accepted": ("gauge", "1 when the member's pg_hba lets a plaintext TCP connection reach "
-                                        "authentication, 0 when it rejects it.", []),
-        "connections": ("gauge", "Network connections a member serves, by link and encryption.", []),
-        "findings": ("gauge", "Findings of the last verify run, by severity.", []),
-        "verify_timestamp_seconds": ("gauge", "Unix time of the last verify run.", []),
-    }
-    for member in obs.members:
-        base = {"member": member.name, "group": "" if member.group is None else member.group}
-        metrics["member_reachable"][2].append(_sample("member_reachable", base, 0 if member.sql_error else 1))
-        if member.plaintext_accepted is not None:
-            metrics["plaintext_accepted"][2].append(
-                _sample("plaintext_accepted", base, 1 if member.plaintext_accepted else 0))
-        for served in member.served:
-            labels = dict(base, service=served.service, host=served.host, port=served.port)
-            metrics["port_tls"][2].append(_sample("port_tls", labels, 1 if served.tls and not served.error else 0))
-            if served.not_after is not None:
-                left = (served.not_after - obs.observed_at).total_seconds()
-                metrics["certificate_expiry_seconds"][2].append(
-                    _sample("certificate_expiry_seconds", labels, round(left)))
-                metrics["certificate_not_after_timestamp_seconds"][2].append(
-                    _sample("certificate_not_after_timestamp_seconds", labels, round(served.not_after.timestamp())))
-        for link, (enc, plain) in connection_counts(member).items():
-            if link == "citus" and not obs.citus:
-                continue
-            for encrypted, count in (("true", enc), ("false", plain)):
-                metrics["connections"][2].append(
-                    _sample("connections", dict(base, link=link, encrypted=encrypted), count))
-    for severity in ("error", "warning"):
-        count = sum(1 for f in findings if f.severity == severity)
-        metrics["findings"][2].append(_sample("findings", {"severity": severity}, count))
-    metrics["verify_timestamp_seconds"][2].append(
-        f"{METRIC_PREFIX}_verify_timestamp_seconds {round(obs.observed_at.timestamp())}")
-    lines = []
-    for name, (kind, help_text, samples) in metrics.items():
-        if not samples:
-            continue
-        lines += [f"# HELP {METRIC_PREFIX}_{name} {help_text}", f"# TYPE {METRIC_PREFIX}_{name} {kind}"] + samples
-    return "\n".join(lines) + "\n"
+    """Return Prometheus text exposition (for node_exporter's textfile collector), written by prometheus_client."""
+    from entrypoint.audit.metrics import Snapshot, exposition, rotation
 
+    rows, _ = rotation(obs, {})
+    return exposition(Snapshot(mode=obs.mode, obs=obs, findings=findings, rotation=rows, duration=obs.duration,
+                               success=True, last_success=obs.observed_at.timestamp()))

@@ -62,6 +62,9 @@ CASES = [
          sets="workers.groups=4,workers.replicas=3,coordinator.replicas=2,clusterDomain=k8s.example.org,"
               "ssl.enabled=true,ssl.mode=verify-full"),
     Case("coordinator-only", "solo", "default", sets="workers.groups=0,coordinator.replicas=1"),
+    # The TLS exporter with everything on (tests/helm/test_chart_metrics.py).
+    Case("metrics", "citusdemo", "db", sets="ssl.enabled=true,ssl.mode=verify-full,ssl.clientAuth=true,"
+         "metrics.enabled=true,metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true"),
 ]
 CASE_IDS = [c.id for c in CASES]
 

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 import jsonschema
 import pytest
 
+from tests.helm.crd_schemas import CRD_SUBSETS
 from tests.helm.support import CASES, CHART_DIR, Case, Rendered, helm, render
 
 kubernetes_validate = pytest.importorskip(
@@ -71,6 +72,9 @@ def test_every_rendered_object_is_valid_kubernetes(rendered: Rendered, kube_vers
     for obj in rendered.objects:
         if obj["kind"] == "Certificate":
             jsonschema.validate(obj, CERTIFICATE_V1_SUBSET)
+            continue
+        if obj["kind"] in CRD_SUBSETS:
+            jsonschema.validate(obj, CRD_SUBSETS[obj["kind"]])
             continue
         # strict: an unknown or misspelled field is an error, not silently dropped.
         kubernetes_validate.validate(obj, kube_version, strict=True)

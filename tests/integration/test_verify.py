@@ -10,6 +10,7 @@ import urllib.request
 
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.cluster import ENTRYPOINT, SUPERUSER_PASSWORD, LocalCluster, TestCA, citus_available, wait_for
 
@@ -123,20 +124,22 @@ class TestCleanVerifyFullCluster:
     def test_prometheus_exposes_expiry_and_connection_counts(self, clean):
         result = verify(clean.dsn(clean.members[0]), "--prometheus")
         assert result.returncode == 0, result.stdout + result.stderr
-        lines = result.stdout.splitlines()
+        families = {f.name: f for f in text_string_to_metric_families(result.stdout)}
+        assert families["pck_tls_certificate_expiry_seconds"].type == "gauge"
+
+        def samples(name: str) -> dict:
+            return {tuple(sorted(s.labels.items())): s.value for s in families[name].samples}
+
+        expiry = samples("pck_tls_certificate_expiry_seconds")
         for member in clean.members:
             for service, port in (("postgres", 5432), ("restapi", 8008)):
-                prefix = (f'patroni_citus_k8s_tls_certificate_expiry_seconds{{member="{member.name}",group="",'
-                          f'service="{service}",host="{member.host}",port="{port}"}} ')
-                value = next(int(line[len(prefix):]) for line in lines if line.startswith(prefix))
+                value = expiry[(("group", ""), ("member", member.name), ("port", str(port)), ("service", service))]
                 assert 360 * 86400 < value <= 365 * 86400
         leader = clean.leader().name
-        assert (f'patroni_citus_k8s_tls_connections{{member="{leader}",group="",link="replication",encrypted="true"}} 1'
-                in lines)
-        assert f'patroni_citus_k8s_tls_connections{{member="{leader}",group="",link="replication",encrypted="false"}} 0' \
-            in lines
-        assert 'patroni_citus_k8s_tls_findings{severity="error"} 0' in lines
-        assert "# TYPE patroni_citus_k8s_tls_certificate_expiry_seconds gauge" in lines
+        sessions = samples("pck_tls_sessions")
+        assert sessions[(("encryption", "tls"), ("group", ""), ("link", "replication"), ("member", leader))] == 1
+        assert sessions[(("encryption", "plaintext"), ("group", ""), ("link", "replication"), ("member", leader))] == 0
+        assert sum(v for k, v in samples("pck_tls_findings").items() if ("severity", "error") in k) == 0
 
     def test_libpq_environment_is_the_default_connection(self, clean):
         member = clean.members[0]

@@ -1,4 +1,4 @@
-"""verify's three outputs over fixed observations: the table, JSON, and Prometheus text exposition."""
+"""verify's table and JSON over fixed observations (the metrics: test_metrics.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,10 @@ import re
 
 from entrypoint.audit.findings import find
 from entrypoint.audit.model import Connection, Member, Observations, ServedCert
-from entrypoint.audit.report import render_json, render_prometheus, render_table
+from entrypoint.audit.report import render_json, render_table
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
-# One sample line of the text exposition format: name{label="value",...} number
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*\})? '
-                    r'(-?[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)$')
 
 
 def cert(service: str, host: str, days: float, **changes) -> ServedCert:
@@ -94,73 +91,10 @@ def test_json_is_the_whole_report_with_iso_dates_days_and_counts():
     assert data["members"][2]["group"] == 1 and data["members"][2]["link_modes"] == {"citus": "verify-full"}
     assert {f["code"] for f in data["findings"]} == {f.code for f in findings}
     assert set(data["findings"][0]) == {"severity", "code", "member", "where", "what", "fix"}
+    assert data["cas"] == [] and data["secret"] is None and data["rotation"] == []
 
 
 def test_json_exit_status_is_0_without_findings():
     obs = sample_observations(mode="prefer")
     obs.members[1].served = []
     assert json.loads(render_json(obs, []))["exit_status"] == 0
-
-
-def parse_prometheus(text: str) -> tuple:
-    """Strictly parse the exposition text; returns ({metric: type}, [(name, labels, value)])."""
-    types, samples, helped = {}, [], set()
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            helped.add(line.split()[2])
-        elif line.startswith("# TYPE "):
-            _, _, name, kind = line.split()
-            assert name in helped, f"TYPE before HELP for {name}"
-            types[name] = kind
-        else:
-            match = SAMPLE.match(line)
-            assert match, f"not a valid sample line: {line!r}"
-            name, labels, value = match.group(1), match.group(2) or "", match.group(3)
-            assert name in types, f"sample {name} before its TYPE"
-            pairs = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', labels))
-            samples.append((name, pairs, float(value)))
-    assert text.endswith("\n")
-    return types, samples
-
-
-def test_prometheus_text_is_valid_and_has_expiry_per_member_and_port():
-    obs = sample_observations()
-    types, samples = parse_prometheus(render_prometheus(obs, find(obs)))
-    assert set(types.values()) == {"gauge"}
-    expiry = {(s[1]["member"], s[1]["service"], s[1]["port"]): s[2] for s in samples
-              if s[0] == "patroni_citus_k8s_tls_certificate_expiry_seconds"}
-    assert expiry == {("db-0", "postgres", "5432"): 100 * 86400, ("db-0", "restapi", "8008"): 100 * 86400,
-                      ("db-1", "postgres", "5432"): 10 * 86400, ("db-1", "restapi", "8008"): -1.5 * 86400}
-    not_after = [s for s in samples if s[0] == "patroni_citus_k8s_tls_certificate_not_after_timestamp_seconds"]
-    assert {s[2] for s in not_after if s[1]["member"] == "db-0"} == {NOW.timestamp() + 100 * 86400}
-
-
-def test_prometheus_counts_encrypted_and_plaintext_per_link():
-    obs = sample_observations()
-    _, samples = parse_prometheus(render_prometheus(obs, find(obs)))
-    conns = {(s[1]["member"], s[1]["link"], s[1]["encrypted"]): s[2] for s in samples
-             if s[0] == "patroni_citus_k8s_tls_connections"}
-    assert conns[("db-0", "client", "false")] == 1 and conns[("db-0", "client", "true")] == 1
-    assert conns[("db-0", "replication", "true")] == 1 and conns[("db-1", "replication", "true")] == 0
-    assert not any(link == "citus" for _, link, _ in conns)  # not a Citus cluster
-    findings = {s[1]["severity"]: s[2] for s in samples if s[0] == "patroni_citus_k8s_tls_findings"}
-    assert findings == {"error": 3, "warning": 1}
-    accepted = {s[1]["member"]: s[2] for s in samples if s[0] == "patroni_citus_k8s_tls_plaintext_accepted"}
-    assert accepted == {"db-0": 0, "db-1": 1}
-
-
-def test_prometheus_has_citus_links_and_groups_for_citus():
-    obs = sample_observations(citus=True)
-    _, samples = parse_prometheus(render_prometheus(obs, find(obs)))
-    citus = [s for s in samples if s[0] == "patroni_citus_k8s_tls_connections" and s[1]["link"] == "citus"]
-    assert {(s[1]["member"], s[1]["group"], s[1]["encrypted"], s[2]) for s in citus if s[1]["member"] == "w-0"} == \
-        {("w-0", "1", "true", 1), ("w-0", "1", "false", 0)}
-
-
-def test_prometheus_escapes_label_values():
-    obs = sample_observations()
-    obs.members[0].name = 'odd "name"\\with\nnewline'
-    text = render_prometheus(obs, [])
-    _, samples = parse_prometheus(text)
-    assert 'member="odd \\"name\\"\\\\with\\nnewline"' in text
-    assert any(s[1].get("member") == 'odd \\"name\\"\\\\with\\nnewline' for s in samples)
