@@ -202,12 +202,13 @@ def describe_certificate(served: ServedCert, shake: Handshake, cas: Sequence) ->
     """Fill `served` from a handshake: names, dates, whether `served.host` is covered, the chain to `cas`.
 
     Returns `served`. The chain counts as good when OpenSSL verified it, or (when
-    OpenSSL refused it, e.g. for an expired leaf) when the leaf was signed by one of `cas`.
+    OpenSSL refused it, e.g. for an expired leaf) when libpq's chain rules accept the leaf
+    against `cas` (pki.verify leaves the leaf's own dates to the expiry findings).
     """
     from cryptography import x509
 
-    from entrypoint.pki.chain import chains_to
     from entrypoint.pki.names import name_covered, san_names
+    from entrypoint.pki.verify import chain_problem
 
     served.tls = shake.tls
     served.protocol, served.cipher = shake.protocol, shake.cipher
@@ -227,5 +228,5 @@ def describe_certificate(served: ServedCert, shake: Handshake, cas: Sequence) ->
     served.not_after = cert.not_valid_after_utc
     served.name_covered = name_covered(cert, served.host)
     if cas:
-        served.chains_to_ca = bool(shake.verified) or chains_to([cert], list(cas))
+        served.chains_to_ca = bool(shake.verified) or chain_problem([cert], list(cas), "server") is None
     return served

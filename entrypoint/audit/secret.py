@@ -1,9 +1,8 @@
 """Read the certificate Secret as it is mounted here, to tell whether every port serves what it holds now.
 
 The exporter mounts the same Secret as the members (the chart does this). Its files are
-written by other programs (the kubelet, cert-manager, a person with kubectl), so they are
-read with care: regular files only (a FIFO or a device is refused, never read), at most
-`MAX_FILE_BYTES`, opened without following into a controlling terminal or blocking.
+written by other programs (the kubelet, cert-manager, a person with kubectl), so they go
+through the one safe reader (entrypoint.pki.reader): regular files only, bounded in size.
 """
 
 from __future__ import annotations
@@ -11,13 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-import stat
 from typing import List, Optional, Tuple
 
 from entrypoint import layout
 from entrypoint.audit.model import CertInfo, MountedSecret
+from entrypoint.pki import reader
 
-MAX_FILE_BYTES = 1 << 20  # far above any certificate bundle; a larger file is refused, not read
+MAX_FILE_BYTES = reader.CA_BUNDLE.limit
 
 
 class UnreadableFile(Exception):
@@ -25,36 +24,12 @@ class UnreadableFile(Exception):
 
 
 def read_regular_file(path: str, limit: int = MAX_FILE_BYTES) -> Tuple[bytes, float]:
-    """Return (content, mtime) of the regular file at `path`; raises UnreadableFile.
-
-    O_NONBLOCK keeps a FIFO from blocking the open; fstat on the opened descriptor then
-    refuses anything but a regular file, so what is checked is what is read.
-    """
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    """Return (content, mtime) of the regular file at `path` through the one safe reader; raises UnreadableFile."""
     try:
-        fd = os.open(path, flags)
+        data = reader.read_file(path, reader.Kind("a certificate file", limit))
+        return data, os.stat(path).st_mtime
     except OSError as exc:
-        raise UnreadableFile(f"cannot open {path} ({exc.strerror})") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnreadableFile(f"{path} is not a regular file")
-        if info.st_size > limit:
-            raise UnreadableFile(f"{path} is {info.st_size} bytes, more than {limit}")
-        chunks, total = [], 0
-        while total <= limit:
-            chunk = os.read(fd, min(65536, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > limit:
-            raise UnreadableFile(f"{path} grew past {limit} bytes while being read")
-        return b"".join(chunks), info.st_mtime
-    except OSError as exc:
-        raise UnreadableFile(f"cannot read {path} ({exc.strerror})") from exc
-    finally:
-        os.close(fd)
+        raise UnreadableFile(f"cannot read {path}: {reader.why(exc)}") from exc
 
 
 def cert_info(cert) -> CertInfo:

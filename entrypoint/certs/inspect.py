@@ -22,6 +22,7 @@ from entrypoint.pki.chain import chains_to
 from entrypoint.pki.keys import describe_key, key_matches
 from entrypoint.pki.load import fully_parsed, load_certificates, load_private_key
 from entrypoint.pki.names import name_covered, san_names
+from entrypoint.pki.verify import chain_problem
 
 _KEY_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----", re.S)
 _EKU_NAMES = {ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth", ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth"}
@@ -154,14 +155,26 @@ def inspect_material(files: dict[str, bytes], ca_pem: Optional[bytes] = None, ca
     for info, chain in certs:
         _check_dates(info, now, warn_days, report)
         if cas:
-            info.chains_to_ca = chains_to(chain, cas)
-            if not info.chains_to_ca:
-                report.problems.append(Problem(info.label, f"does not chain to --ca {ca_label} (issuer {info.issuer})",
-                                               "give the CA that signed it, or regenerate it from this CA"))
+            _check_chain(info, chain, cas, ca_label, now, report)
     _check_hosts(certs, hosts, report)
     _match_keys(certs, keys, report)
     report.certificates = [info for info, _ in certs]
     return report
+
+
+def _check_chain(info: CertInfo, chain: list, cas: list, ca_label: Optional[str], now: dt.datetime,
+                 report: Report) -> None:
+    """A leaf is judged as libpq and PostgreSQL judge it (pki.verify); a CA only by who signed it."""
+    if info.is_ca:
+        info.chains_to_ca = chains_to(chain, cas)
+        why = None if info.chains_to_ca else "was not signed by any CA in it"
+    else:
+        purpose = "client" if info.extended_key_usage == ["clientAuth"] else "server"
+        why = chain_problem(chain, cas, purpose, now)
+        info.chains_to_ca = why is None
+    if why:
+        report.problems.append(Problem(info.label, f"does not chain to --ca {ca_label}: {why} (issuer {info.issuer})",
+                                       "give the CA that signed it, or regenerate it from this CA"))
 
 
 def _read_file(label: str, data: bytes, now: dt.datetime, report: Report, certs: list, keys: list) -> int:

@@ -259,17 +259,17 @@ def test_the_reader_refuses_a_fifo_without_blocking_and_a_huge_file(tmp_path):
     fifo = tmp_path / "server.crt"
     os.mkfifo(fifo)
     started = time.monotonic()
-    with pytest.raises(UnreadableFile, match="is not a regular file"):
+    with pytest.raises(UnreadableFile, match="not a regular file"):
         read_regular_file(str(fifo))
     assert time.monotonic() - started < 2
-    assert "is not a regular file" in read_secret(str(tmp_path)).error
+    assert "not a regular file" in read_secret(str(tmp_path)).error
     big = tmp_path / "big"
     big.write_bytes(b"x" * 2048)
-    with pytest.raises(UnreadableFile, match="more than 1024"):
+    with pytest.raises(UnreadableFile, match="more than a certificate file may hold"):
         read_regular_file(str(big), limit=1024)
-    with pytest.raises(UnreadableFile, match="cannot open"):
+    with pytest.raises(UnreadableFile, match="cannot read .*No such file"):
         read_regular_file(str(tmp_path / "missing"))
-    with pytest.raises(UnreadableFile, match="is not a regular file"):
+    with pytest.raises(UnreadableFile, match="not a regular file"):
         read_regular_file(str(tmp_path))
 
 
