@@ -25,8 +25,8 @@ class OddCertCluster(LocalCluster):
     exactly what verify must catch, so the harness itself does not check them.
     """
 
-    def api_context(self):
-        ctx = super().api_context()
+    def api_context(self, member=None):
+        ctx = super().api_context(member)
         if ctx is not None:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE

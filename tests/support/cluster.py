@@ -264,6 +264,11 @@ class LocalCluster:
         if os.path.basename(old).startswith("..") and old != os.path.join(member.cert_dir, version):
             shutil.rmtree(old, ignore_errors=True)
 
+    def clear_cert_dir(self, member: Member) -> None:
+        """The Secret is no longer mounted (ssl.enabled=false): an empty directory, as an absent mount reads."""
+        member.pair = None
+        shutil.rmtree(member.cert_dir, ignore_errors=True)
+
     def start_member(self, member: Member) -> None:
         os.makedirs(member.workdir, exist_ok=True)
         os.chmod(member.workdir, 0o755)
@@ -304,8 +309,12 @@ class LocalCluster:
             print("\n".join(lines), file=sys.stderr)
 
     # ---- REST API --------------------------------------------------------
-    def api_context(self) -> Optional[ssl.SSLContext]:
-        if self.members[0].pair is None or self.mode == "disable":
+    def serves_tls(self, member: Member) -> bool:
+        """Whether the member's REST API is HTTPS: it has a certificate and its own mode is not disable."""
+        return member.pair is not None and member.env_extra.get("PGSSLMODE", self.mode) != "disable"
+
+    def api_context(self, member: Optional[Member] = None) -> Optional[ssl.SSLContext]:
+        if not self.serves_tls(member or self.members[0]):
             return None
         client_ca = os.path.join(self.workdir, "ca.crt")  # what clients trust now (a bundle during CA rotation)
         ctx = ssl.create_default_context(cafile=client_ca) if os.path.exists(client_ca) else \
@@ -317,14 +326,14 @@ class LocalCluster:
         return ctx
 
     def api_url(self, member: Member, path: str) -> str:
-        scheme = "https" if self.api_context() else "http"
+        scheme = "https" if self.api_context(member) else "http"
         return f"{scheme}://{member.host}:{member.api_port}/{path.lstrip('/')}"
 
     def api_get(self, member: Member, path: str, timeout: float = 5):
         """GET a REST API path; returns (status, parsed JSON or text)."""
         req = urllib.request.Request(self.api_url(member, path))
         try:
-            with urllib.request.urlopen(req, timeout=timeout, context=self.api_context()) as resp:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.api_context(member)) as resp:
                 status, body = resp.status, resp.read()
         except urllib.error.HTTPError as err:
             status, body = err.code, err.read()
