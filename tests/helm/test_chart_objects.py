@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.helm.support import (CERT_DIR, Rendered, container, decode, env_of, group_numbers,
-                                mounted_files, selects, volume_named)
+from tests.helm.support import (CERT_DIR, Case, Rendered, container, decode, env_of, group_numbers,
+                                mounted_files, render, selects, volume_named)
 
 SSL_ENV = ("PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PCK_CLIENT_CERT_AUTH", "PCK_TLS_MIN_VERSION")
 
@@ -216,10 +216,43 @@ def test_pods_run_non_root_without_privileges(rendered: Rendered) -> None:
         assert c["allowPrivilegeEscalation"] is False
         assert c["capabilities"]["drop"] == ["ALL"]
         assert "privileged" not in c or c["privileged"] is False
-        # The entrypoint chmods its runtime directory, which uid 999 cannot do on a volume's
-        # root-owned mount point: the image's own directory is used.
-        assert env_of(sts)["PCK_RUNTIME_DIR"]["value"] == "/run/patroni-citus-k8s"
-        assert not [m for m in container(sts)["volumeMounts"] if m["mountPath"] == "/run/patroni-citus-k8s"]
+        assert c["readOnlyRootFilesystem"] is True
+
+
+# Where the container writes outside the data volume, and the tmpfs size of each.
+MEMORY_MOUNTS = {"/run/patroni-citus-k8s": "16Mi", "/var/run/postgresql": "1Mi", "/tmp": "64Mi", "/dev/shm": "1Gi"}
+
+
+def test_keys_pgpass_and_config_stay_in_memory(rendered: Rendered) -> None:
+    """PCK_RUNTIME_DIR (staged keys, pgpass, patroni.yml), the sockets, /tmp and /dev/shm are
+    tmpfs emptyDirs with a size limit; with the data volume they are all the container writes."""
+    for sts in rendered.statefulsets:
+        env = env_of(sts)
+        assert env["PCK_RUNTIME_DIR"]["value"] == "/run/patroni-citus-k8s"
+        mounts = {m["mountPath"]: m["name"] for m in container(sts)["volumeMounts"]}
+        for path, size in MEMORY_MOUNTS.items():
+            assert volume_named(sts, mounts[path])["emptyDir"] == {"medium": "Memory", "sizeLimit": size}, path
+        volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+        claims = {t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]}
+        # Everything mounted is in memory, the data volume claim, or read-only (the TLS Secret).
+        read_only = {m["mountPath"] for m in container(sts)["volumeMounts"] if m.get("readOnly")}
+        other = {path for path, name in mounts.items()
+                 if name not in claims and path not in read_only and "emptyDir" not in volumes[name]}
+        assert other == set()
+        assert {path for path, name in mounts.items() if name in volumes and "emptyDir" in volumes[name]} == \
+            set(MEMORY_MOUNTS)
+        assert env["PSQL_HISTORY"]["value"].startswith("/tmp/")
+
+
+def test_memory_volume_sizes_are_values() -> None:
+    custom = render(Case("sizes", "citusdemo", "default", sets=(
+        "memoryVolumes.runtimeDirSizeLimit=4Mi,memoryVolumes.socketDirSizeLimit=2Mi,"
+        "memoryVolumes.tmpSizeLimit=32Mi,memoryVolumes.shmSizeLimit=")))
+    for sts in custom.statefulsets:
+        sizes = {v["name"]: v["emptyDir"].get("sizeLimit") for v in sts["spec"]["template"]["spec"]["volumes"]
+                 if "emptyDir" in v}
+        assert sizes == {"runtime": "4Mi", "sockets": "2Mi", "tmp": "32Mi", "shm": None}
+        assert volume_named(sts, "shm")["emptyDir"] == {"medium": "Memory"}
 
 
 def test_members_of_a_group_spread_over_nodes_and_survive_drains(rendered: Rendered) -> None:

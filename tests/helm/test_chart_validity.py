@@ -110,6 +110,7 @@ def test_misspelled_mode_fails_at_install_time() -> None:
     ("coordinator.replicas=0", "/coordinator/replicas"),
     ("ssl.certManager.issuerRef.kind=Issuers", "/ssl/certManager/issuerRef/kind"),
     ("podAntiAffinity=always", "/podAntiAffinity"),
+    ("memoryVolumes.runtimeDirSizeLimit=16MB", "/memoryVolumes/runtimeDirSizeLimit"),
 ])
 def test_schema_rejects_bad_values(sets: str, where: str) -> None:
     assert where in _render_error(Case("bad", "citusdemo", "default", sets=sets))
