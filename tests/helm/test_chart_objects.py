@@ -94,8 +94,8 @@ def test_patroni_identity_and_dcs_environment(rendered: Rendered) -> None:
         assert env["PATRONI_KUBERNETES_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
         assert env["PATRONI_KUBERNETES_USE_ENDPOINTS"]["value"] == "true"
         assert env["PATRONI_KUBERNETES_BYPASS_API_SERVICE"]["value"] == "true"
-        assert env["PATRONI_POSTGRESQL_LISTEN"]["value"] == "0.0.0.0:5432"
-        assert env["PATRONI_RESTAPI_LISTEN"]["value"] == "0.0.0.0:8008"
+        assert env["PATRONI_POSTGRESQL_LISTEN"]["value"] == "*:5432"
+        assert env["PATRONI_RESTAPI_LISTEN"]["value"] == "*:8008"
         assert env["PCK_HEADLESS_SERVICE"]["value"] == r
         assert env["PCK_CLUSTER_DOMAIN"]["value"] == domain
         # The entrypoint derives both connect addresses from the pod's stable name.

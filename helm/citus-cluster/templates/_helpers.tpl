@@ -101,6 +101,15 @@ server.key
 {{- default (include "citus-cluster.cluster" .) .Values.serviceAccount.name -}}
 {{- end -}}
 
+{{/* host:port for Patroni's listen settings; an IPv6 address is bracketed. Call with (dict "address" A "port" P). */}}
+{{- define "citus-cluster.listen" -}}
+{{- if contains ":" .address -}}
+[{{ .address }}]:{{ .port }}
+{{- else -}}
+{{ .address }}:{{ .port }}
+{{- end -}}
+{{- end -}}
+
 {{- define "citus-cluster.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion (toString .Values.image.tag)) -}}
 {{- end -}}
