@@ -112,7 +112,7 @@ def test_patroni_reads_the_pod_environment_as_the_chart_means_it(rendered: Rende
             "pod_ip": "10.244.1.7",
             "labels": {"application": "patroni", "cluster-name": r},
             "use_endpoints": True,
-            "bypass_api_service": True,
+            "bypass_api_service": False,  # rbac.readApiServerEndpoints is off by default
             "ports": [{"name": "postgresql", "port": 5432}],
         }
         assert config["restapi"]["listen"] == "*:8008"

@@ -93,7 +93,8 @@ def test_patroni_identity_and_dcs_environment(rendered: Rendered) -> None:
         assert env["PATRONI_KUBERNETES_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
         assert env["PATRONI_KUBERNETES_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
         assert env["PATRONI_KUBERNETES_USE_ENDPOINTS"]["value"] == "true"
-        assert env["PATRONI_KUBERNETES_BYPASS_API_SERVICE"]["value"] == "true"
+        # Off unless the Role in `default` is asked for (rbac.readApiServerEndpoints).
+        assert env["PATRONI_KUBERNETES_BYPASS_API_SERVICE"]["value"] == "false"
         assert env["PATRONI_POSTGRESQL_LISTEN"]["value"] == "*:5432"
         assert env["PATRONI_RESTAPI_LISTEN"]["value"] == "*:8008"
         assert env["PCK_HEADLESS_SERVICE"]["value"] == r
@@ -282,12 +283,26 @@ def test_rbac_grants_what_patroni_uses_and_nothing_more(rendered: Rendered) -> N
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": r, "namespace": ns}]
     for sts in rendered.statefulsets:
         assert sts["spec"]["template"]["spec"]["serviceAccountName"] == r
-    # bypass_api_service: get on the one `kubernetes` Endpoints in `default`, nothing else.
+    # Nothing outside the release's namespace: a namespace admin can install it.
+    for obj in rendered.objects:
+        assert obj["metadata"].get("namespace", ns) == ns, obj["metadata"]
+    assert not rendered.of_kind("ClusterRole") and not rendered.of_kind("ClusterRoleBinding")
+
+
+def test_api_server_bypass_is_opt_in_and_follows_its_role() -> None:
+    """rbac.readApiServerEndpoints=true: get on the one `kubernetes` Endpoints in `default`,
+    nothing else, and PATRONI_KUBERNETES_BYPASS_API_SERVICE=true with it."""
+    rendered = render(Case("bypass", "citusdemo", "db", sets="rbac.readApiServerEndpoints=true"))
     api_role = [o for o in rendered.of_kind("Role") if o["metadata"].get("namespace") == "default"]
     assert len(api_role) == 1
+    assert api_role[0]["metadata"]["name"] == "db-citusdemo-patroni-api-endpoints"
     assert api_role[0]["rules"] == [{"apiGroups": [""], "resources": ["endpoints"],
                                      "resourceNames": ["kubernetes"], "verbs": ["get"]}]
-    assert not rendered.of_kind("ClusterRole") and not rendered.of_kind("ClusterRoleBinding")
+    (binding,) = [o for o in rendered.of_kind("RoleBinding") if o["metadata"].get("namespace") == "default"]
+    assert binding["roleRef"]["name"] == api_role[0]["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "citusdemo", "namespace": "db"}]
+    for sts in rendered.statefulsets:
+        assert env_of(sts)["PATRONI_KUBERNETES_BYPASS_API_SERVICE"]["value"] == "true"
 
 
 def test_notes_print_the_seeds_verification_commands_for_this_release(rendered: Rendered) -> None:
