@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from tests.helm.support import (CERT_DIR, Case, Rendered, container, decode, env_of, group_numbers,
+import yaml
+
+from tests.helm.support import (CERT_DIR, CHART_DIR, Case, Rendered, container, decode, env_of, group_numbers,
                                 mounted_files, render, selects, volume_named)
 
 SSL_ENV = ("PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PCK_CLIENT_CERT_AUTH", "PCK_TLS_MIN_VERSION")
@@ -313,8 +315,13 @@ def test_notes_print_the_seeds_verification_commands_for_this_release(rendered: 
         assert "PGSSLROOTCERT=/etc/ssl/certs/postgresql/ca.crt" in rendered.notes
 
 
+def _app_version() -> str:
+    return str(yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["appVersion"])
+
+
 def test_image_is_the_entrypoint_image_started_by_its_own_pid_1(rendered: Rendered) -> None:
-    tag = str(_values(rendered).get("image", {}).get("tag", "latest"))
+    # The seed sets image.tag=latest; otherwise the tag is the chart's appVersion.
+    tag = str(_values(rendered).get("image", {}).get("tag") or _app_version())
     for sts in rendered.statefulsets:
         c = container(sts)
         assert c["image"] == f"patroni-citus-k8s:{tag}"
@@ -322,3 +329,9 @@ def test_image_is_the_entrypoint_image_started_by_its_own_pid_1(rendered: Render
         # The image's ENTRYPOINT/CMD is `patroni-citus-k8s run`; overriding it would skip it.
         assert "command" not in c and "args" not in c
         assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"postgresql": 5432, "patroni": 8008}
+
+
+def test_notes_say_the_image_must_be_preloaded_or_pushed(rendered: Rendered) -> None:
+    image = container(rendered.statefulsets[0])["image"]
+    assert f"Image: {image}. It is in no public registry" in rendered.notes
+    assert f"docker build -f Dockerfile.citus -t {image} ." in rendered.notes
