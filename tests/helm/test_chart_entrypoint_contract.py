@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.helm.support import CERT_DIR, Rendered, group_numbers, mounted_files, pod_environment
+from tests.helm.support import CERT_DIR, Rendered, group_numbers, listen, mounted_files, pod_environment
 
 from entrypoint.boot import settings as settings_module
 from entrypoint.certs.names import ClusterNames, server_names
@@ -115,9 +115,9 @@ def test_patroni_reads_the_pod_environment_as_the_chart_means_it(rendered: Rende
             "bypass_api_service": False,  # rbac.readApiServerEndpoints is off by default
             "ports": [{"name": "postgresql", "port": 5432}],
         }
-        assert config["restapi"]["listen"] == "*:8008"
+        assert config["restapi"]["listen"] == listen(rendered, 8008)
         assert config["restapi"]["authentication"] == {"username": "patroni", "password": "s3cret"}
-        assert config["postgresql"]["listen"] == "*:5432"
+        assert config["postgresql"]["listen"] == listen(rendered, 5432)
         assert config["postgresql"]["authentication"] == {
             "superuser": {"username": "postgres", "password": "s3cret"},
             "replication": {"username": "replicator", "password": "s3cret"},

@@ -7,7 +7,7 @@ import json
 import yaml
 
 from tests.helm.support import (CERT_DIR, CHART_DIR, Case, Rendered, container, decode, env_of, group_numbers,
-                                mounted_files, render, selects, volume_named)
+                                listen, mounted_files, render, selects, volume_named)
 
 SSL_ENV = ("PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PCK_CLIENT_CERT_AUTH", "PCK_TLS_MIN_VERSION")
 
@@ -97,8 +97,8 @@ def test_patroni_identity_and_dcs_environment(rendered: Rendered) -> None:
         assert env["PATRONI_KUBERNETES_USE_ENDPOINTS"]["value"] == "true"
         # Off unless the Role in `default` is asked for (rbac.readApiServerEndpoints).
         assert env["PATRONI_KUBERNETES_BYPASS_API_SERVICE"]["value"] == "false"
-        assert env["PATRONI_POSTGRESQL_LISTEN"]["value"] == "*:5432"
-        assert env["PATRONI_RESTAPI_LISTEN"]["value"] == "*:8008"
+        assert env["PATRONI_POSTGRESQL_LISTEN"]["value"] == listen(rendered, 5432)
+        assert env["PATRONI_RESTAPI_LISTEN"]["value"] == listen(rendered, 8008)
         assert env["PCK_HEADLESS_SERVICE"]["value"] == r
         assert env["PCK_CLUSTER_DOMAIN"]["value"] == domain
         # The entrypoint derives both connect addresses from the pod's stable name.
@@ -335,3 +335,44 @@ def test_notes_say_the_image_must_be_preloaded_or_pushed(rendered: Rendered) -> 
     image = container(rendered.statefulsets[0])["image"]
     assert f"Image: {image}. It is in no public registry" in rendered.notes
     assert f"docker build -f Dockerfile.citus -t {image} ." in rendered.notes
+
+
+MEMBER_PORTS = [{"port": 5432, "protocol": "TCP"}, {"port": 8008, "protocol": "TCP"}]
+
+
+def test_network_policy_members_on_5432_and_8008_clients_on_5432(rendered: Rendered) -> None:
+    np = _values(rendered).get("networkPolicy", {})
+    policies = rendered.of_kind("NetworkPolicy")
+    if not np.get("enabled"):
+        assert policies == []
+        return
+    (policy,) = policies
+    spec = policy["spec"]
+    members = {"podSelector": {"matchLabels": {"application": "patroni", "cluster-name": rendered.case.release}}}
+    # It applies to every member of every group, ingress and egress both.
+    for sts in rendered.statefulsets:
+        assert selects(spec["podSelector"]["matchLabels"], sts["spec"]["template"]["metadata"]["labels"])
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    members_in, clients_in, *extra_in = spec["ingress"]
+    assert members_in == {"from": [members], "ports": MEMBER_PORTS}
+    # Clients: PostgreSQL (and the extra client ports) only, never the REST API unless asked.
+    assert clients_in["ports"] == [{"port": 5432, "protocol": "TCP"}] + np.get("extraClientPorts", [])
+    assert clients_in.get("from", []) == np.get("clients", [])
+    assert extra_in == np.get("extraIngress", [])
+    members_out, dns_out, api_out, *extra_out = spec["egress"]
+    assert members_out == {"to": [members], "ports": MEMBER_PORTS}
+    assert dns_out["ports"] == np["dns"]["ports"] and dns_out.get("to", []) == np["dns"]["to"]
+    assert api_out["ports"] == [{"port": p, "protocol": "TCP"} for p in np["apiServer"]["ports"]]
+    assert api_out.get("to", []) == [{"ipBlock": {"cidr": c}} for c in np["apiServer"]["cidrs"]]
+    assert extra_out == np.get("extraEgress", [])
+
+
+def test_network_policy_defaults_work_on_any_cluster() -> None:
+    """Enabled with nothing else: clients from anywhere on 5432, DNS and the API server at any address."""
+    (policy,) = render(Case("np-defaults", "citusdemo", "default", sets="networkPolicy.enabled=true")).of_kind(
+        "NetworkPolicy")
+    members_in, clients_in = policy["spec"]["ingress"]
+    assert clients_in == {"ports": [{"port": 5432, "protocol": "TCP"}]}
+    members_out, dns_out, api_out = policy["spec"]["egress"]
+    assert dns_out == {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    assert api_out == {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}

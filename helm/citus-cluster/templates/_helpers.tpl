@@ -101,6 +101,26 @@ server.key
 {{- default (include "citus-cluster.cluster" .) .Values.serviceAccount.name -}}
 {{- end -}}
 
+{{/* The ports members use between themselves: PostgreSQL and Patroni's REST API. */}}
+{{- define "citus-cluster.memberPorts" -}}
+- port: 5432
+  protocol: TCP
+- port: 8008
+  protocol: TCP
+{{- end -}}
+
+{{/*
+The ports clients may reach (NetworkPolicy): PostgreSQL, plus networkPolicy.extraClientPorts.
+When the chart gets a connection pooler, its port joins this list here.
+*/}}
+{{- define "citus-cluster.clientPorts" -}}
+- port: 5432
+  protocol: TCP
+{{- with .Values.networkPolicy.extraClientPorts }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
 {{/* host:port for Patroni's listen settings; an IPv6 address is bracketed. Call with (dict "address" A "port" P). */}}
 {{- define "citus-cluster.listen" -}}
 {{- if contains ":" .address -}}
