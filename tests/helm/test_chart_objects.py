@@ -376,3 +376,26 @@ def test_network_policy_defaults_work_on_any_cluster() -> None:
     members_out, dns_out, api_out = policy["spec"]["egress"]
     assert dns_out == {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
     assert api_out == {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}
+
+
+def test_primaries_hand_over_before_they_stop(rendered: Rendered) -> None:
+    """switchoverOnStop (on by default): a preStop hook, bounded by its timeout, inside the grace period."""
+    for sts in rendered.statefulsets:
+        spec = sts["spec"]["template"]["spec"]
+        command = container(sts)["lifecycle"]["preStop"]["exec"]["command"]
+        assert command[:2] == ["python3", "-c"] and command[3] == "30"
+        compile(command[2], "preStop", "exec")  # the script is valid Python
+        assert "patronictl" in command[2] and "switchover" in command[2]
+        assert spec["terminationGracePeriodSeconds"] >= int(command[3]) + 10
+        assert sts["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
+
+
+def test_hand_over_and_update_strategy_are_values() -> None:
+    rendered = render(Case("no-hook", "citusdemo", "default",
+                           sets="switchoverOnStop.enabled=false,updateStrategy=OnDelete,terminationGracePeriodSeconds=20"))
+    for sts in rendered.statefulsets:
+        assert "lifecycle" not in container(sts)
+        assert sts["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    longer = render(Case("longer", "citusdemo", "default",
+                         sets="switchoverOnStop.timeoutSeconds=90,terminationGracePeriodSeconds=120"))
+    assert container(longer.statefulsets[0])["lifecycle"]["preStop"]["exec"]["command"][3] == "90"

@@ -191,6 +191,9 @@ install lists every problem with its fix.
 {{- if and .Values.ssl.certManager.enabled (not .Values.ssl.certManager.issuerRef.name) -}}
 {{- $problems = append $problems "ssl.certManager.enabled=true needs ssl.certManager.issuerRef.name: the Issuer or ClusterIssuer that signs the certificate" -}}
 {{- end -}}
+{{- if and .Values.switchoverOnStop.enabled (lt (int .Values.terminationGracePeriodSeconds) (add (int .Values.switchoverOnStop.timeoutSeconds) 10 | int)) -}}
+{{- $problems = append $problems (printf "terminationGracePeriodSeconds=%d is too short for switchoverOnStop.timeoutSeconds=%d: the kubelet counts the preStop hand-over in the grace period and Patroni needs time after it to stop PostgreSQL; set terminationGracePeriodSeconds to at least %d" (int .Values.terminationGracePeriodSeconds) (int .Values.switchoverOnStop.timeoutSeconds) (add (int .Values.switchoverOnStop.timeoutSeconds) 10 | int)) -}}
+{{- end -}}
 {{- if $problems -}}
 {{- fail (printf "\n\ncitus-cluster: %d problem(s) in the values:\n  - %s\n" (len $problems) (join "\n  - " $problems)) -}}
 {{- end -}}
