@@ -18,9 +18,10 @@ Checks: both members run (leader and streaming replica), the chart's readiness p
 passes; the staged keys, pgpass and patroni.yml are in the tmpfs, and the tmpfs mount
 point is untouched (the entrypoint never chmods a directory it does not own); TLS at
 verify-full by name, replication encrypted, and PostgreSQL and the REST API answer on
-IPv6 (::1) with the chart's default listen address; the root filesystem refuses a write
-and `docker diff` shows nothing but the mount points the engine created; no process
-logged a write refused by the read-only filesystem.
+IPv6 (::1) with the chart's default listen address; the chart's preStop command hands
+leadership over inside the image and logs it to the container log; the root filesystem
+refuses a write and `docker diff` shows nothing but the mount points the engine created;
+no process logged a write refused by the read-only filesystem.
 """
 
 from __future__ import annotations
@@ -193,9 +194,9 @@ def _start(pods: ReadOnlyPods, image: str, network: str) -> None:
 def _rows(pods: ReadOnlyPods) -> list[dict] | None:
     rows = json.loads(pods.exec(MEMBERS[0], "patronictl", "list", "-f", "json").stdout)
     states = sorted((row["Role"], row["State"]) for row in rows)
-    # Citus turns synchronous replication on, so the replica is a Sync Standby there.
+    # Citus turns quorum-synchronous replication on, so the replica becomes a Quorum Standby there.
     return rows if len(states) == 2 and states[0] == ("Leader", "running") and \
-        states[1][0] in ("Replica", "Sync Standby") and states[1][1] == "streaming" else None
+        states[1][0] in ("Replica", "Sync Standby", "Quorum Standby") and states[1][1] == "streaming" else None
 
 
 @pytest.fixture(scope="module")
@@ -282,6 +283,24 @@ def test_default_listen_address_serves_ipv6(pods: ReadOnlyPods):
               f"ctx = ssl.create_default_context(cafile='{CERT_DIR}/ca.crt')\n"
               "print(urllib.request.urlopen('https://[::1]:8008/liveness', context=ctx, timeout=10).status)\n")
     assert pods.exec(member, "python3", "-c", script).stdout.strip() == "200"
+
+
+def test_the_prestop_hand_over_runs_in_the_image(pods: ReadOnlyPods):
+    """The chart's preStop command, in the read-only container as the kubelet runs it (the
+    container's user and environment; KUBERNETES_SERVICE_HOST as in every pod): on the
+    replica it does nothing, on the primary it hands over, and says so in the container log."""
+    command = support.container(pods.sts)["lifecycle"]["preStop"]["exec"]["command"]
+    rows = _rows(pods)
+    leader = next(row["Member"] for row in rows if row["Role"] == "Leader")
+    replica = next(row["Member"] for row in rows if row["Role"] != "Leader")
+    in_pod = {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}
+    assert pods.exec(replica, *command, env=in_pod).stdout == ""
+    out = pods.exec(leader, *command, env=in_pod).stdout
+    assert f"{replica} leads now" in out, out
+    new_leader = wait_for("the replica to lead", lambda: _rows(pods), timeout=60)
+    assert next(row["Member"] for row in new_leader if row["Role"] == "Leader") == replica
+    logs = run([pods.docker, "logs", pods.containers[leader]])
+    assert f"patroni-citus-k8s preStop: {replica} leads now" in logs.stdout + logs.stderr
 
 
 def test_nothing_is_written_to_the_root_filesystem(pods: ReadOnlyPods):
