@@ -399,3 +399,10 @@ def test_hand_over_and_update_strategy_are_values() -> None:
     longer = render(Case("longer", "citusdemo", "default",
                          sets="switchoverOnStop.timeoutSeconds=90,terminationGracePeriodSeconds=120"))
     assert container(longer.statefulsets[0])["lifecycle"]["preStop"]["exec"]["command"][3] == "90"
+
+
+def test_notes_warn_offline_renderers_about_generated_passwords() -> None:
+    generated = render(Case("generated", "citusdemo", "default")).notes
+    assert "give it credentials.existingSecret" in generated
+    assert "give it credentials.existingSecret" not in render(
+        Case("own", "citusdemo", "default", sets="credentials.existingSecret=pg-auth")).notes
