@@ -406,3 +406,28 @@ def test_notes_warn_offline_renderers_about_generated_passwords() -> None:
     assert "give it credentials.existingSecret" in generated
     assert "give it credentials.existingSecret" not in render(
         Case("own", "citusdemo", "default", sets="credentials.existingSecret=pg-auth")).notes
+
+
+def test_the_seeds_commands_meet_the_new_defaults(rendered_cases: dict[str, Rendered]) -> None:
+    """The seed's install line, then its checks: `env | grep PGSSL`, `ls -la` of the certificate
+    directory, an interactive `psql ... host=citusdemo-0`, `patronictl list` and `bash` in the pod,
+    all with a read-only root filesystem, the memory volumes and the preStop hook in place."""
+    seed = rendered_cases["seed"]
+    for sts in seed.statefulsets:
+        c = container(sts)
+        env = env_of(sts)
+        assert c["image"] == "patroni-citus-k8s:latest"
+        assert {k: env[k]["value"] for k in ("PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY")} == {
+            "PGSSLMODE": "verify-ca", "PGSSLROOTCERT": f"{CERT_DIR}/ca.crt",
+            "PGSSLCERT": f"{CERT_DIR}/server.crt", "PGSSLKEY": f"{CERT_DIR}/server.key"}
+        assert mounted_files(sts, CERT_DIR) == {"ca.crt", "server.crt", "server.key"}
+        assert volume_named(sts, "ssl-certs")["secret"]["defaultMode"] == 384  # the seed's troubleshooting grep
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        # psql saves its history to /tmp, a memory volume; PATRONICTL_CONFIG_FILE (the image's)
+        # points into the runtime memory volume, where `run` writes patroni.yml.
+        assert env["PSQL_HISTORY"]["value"].startswith("/tmp/")
+        assert {m["mountPath"] for m in c["volumeMounts"]} >= {"/tmp", "/run/patroni-citus-k8s"}
+        assert "lifecycle" in c
+    # host=citusdemo-0 is the coordinator group's primary Service on 5432; no NetworkPolicy by default.
+    assert [p["port"] for p in seed.get("Service", "citusdemo-0")["spec"]["ports"]] == [5432]
+    assert not seed.of_kind("NetworkPolicy")
