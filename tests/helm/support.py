@@ -65,6 +65,23 @@ CASES = [
     # The TLS exporter with everything on (tests/helm/test_chart_metrics.py).
     Case("metrics", "citusdemo", "db", sets="ssl.enabled=true,ssl.mode=verify-full,ssl.clientAuth=true,"
          "metrics.enabled=true,metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true"),
+    # The optional NetworkPolicy with every knob set, on an IPv6-only cluster.
+    Case("network-policy", "citusdemo", "db", values={
+        "listenAddress": "::",
+        "ssl": {"enabled": True, "mode": "verify-full"},
+        "networkPolicy": {
+            "enabled": True,
+            "clients": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}},
+                        {"ipBlock": {"cidr": "fd00:10::/64"}}],
+            "extraClientPorts": [{"port": 6432, "protocol": "TCP"}],
+            "apiServer": {"ports": [6443], "cidrs": ["fd00::1/128", "10.0.0.10/32"]},
+            "dns": {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                    "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+            "extraIngress": [{"from": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+                              "ports": [{"port": 8008, "protocol": "TCP"}]}],
+            "extraEgress": [{"to": [{"ipBlock": {"cidr": "fd00:20::/64"}}], "ports": [{"port": 443}]}],
+        },
+    }),
 ]
 CASE_IDS = [c.id for c in CASES]
 
@@ -104,6 +121,12 @@ def render(case: Case) -> Rendered:
                                  is_install=True)
     return Rendered(case, manifests)
 
+
+
+def listen(rendered: "Rendered", port: int) -> str:
+    """What the chart sets as PATRONI_*_LISTEN for `port`: listenAddress (default "*"), IPv6 bracketed."""
+    address = rendered.case.user_values().get("listenAddress", "*")
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def container(sts: Mapping[str, Any]) -> dict[str, Any]:

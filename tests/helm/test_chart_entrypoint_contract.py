@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.helm.support import CERT_DIR, Rendered, group_numbers, mounted_files, pod_environment
+from tests.helm.support import CERT_DIR, Rendered, group_numbers, listen, mounted_files, pod_environment
 
 from entrypoint.boot import settings as settings_module
 from entrypoint.certs.names import ClusterNames, server_names
@@ -114,14 +114,35 @@ def test_patroni_reads_the_pod_environment_as_the_chart_means_it(rendered: Rende
             "pod_ip": "10.244.1.7",
             "labels": {"application": "patroni", "cluster-name": r},
             "use_endpoints": True,
-            "bypass_api_service": True,
+            "bypass_api_service": False,  # rbac.readApiServerEndpoints is off by default
             "ports": [{"name": "postgresql", "port": 5432}],
         }
-        assert config["restapi"]["listen"] == "0.0.0.0:8008"
+        assert config["restapi"]["listen"] == listen(rendered, 8008)
         assert config["restapi"]["authentication"] == {"username": "patroni", "password": "s3cret"}
-        assert config["postgresql"]["listen"] == "0.0.0.0:5432"
+        assert config["postgresql"]["listen"] == listen(rendered, 5432)
         assert config["postgresql"]["authentication"] == {
             "superuser": {"username": "postgres", "password": "s3cret"},
             "replication": {"username": "replicator", "password": "s3cret"},
         }
         assert "connect_address" not in config["postgresql"] and "connect_address" not in config["restapi"]
+
+
+@pytest.mark.parametrize("address, postgres, restapi", [
+    ("::", "[::]:5432", "[::]:8008"),
+    ("0.0.0.0", "0.0.0.0:5432", "0.0.0.0:8008"),
+    ("fd00::7", "[fd00::7]:5432", "[fd00::7]:8008"),
+])
+def test_listen_address_reaches_the_entrypoint_and_patroni(address: str, postgres: str, restapi: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """listenAddress (IPv6-only clusters: "::" or the default "*") becomes both listen
+    variables; the entrypoint accepts them and Patroni reads the same host and port."""
+    from tests.helm.support import Case, render
+    patroni_utils = pytest.importorskip("patroni.utils", reason="Patroni is not installed")
+    rendered = render(Case("listen", "citusdemo", "default", sets=f"listenAddress={address},ssl.enabled=true"))
+    sts = rendered.statefulsets[0]
+    env = pod_environment(sts, 0, "default")
+    assert (env["PATRONI_POSTGRESQL_LISTEN"], env["PATRONI_RESTAPI_LISTEN"]) == (postgres, restapi)
+    settings = _settings_for(rendered, sts, 0)
+    assert (settings.addresses.listen.host, settings.addresses.listen.port) == (address, 5432)
+    assert patroni_utils.split_host_port(postgres, None) == (address, 5432)
+    assert patroni_utils.split_host_port(restapi, None) == (address, 8008)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
-from tests.helm.support import (CERT_DIR, Rendered, container, decode, env_of, group_numbers,
-                                mounted_files, selects, volume_named)
+import yaml
+
+from tests.helm.support import (CERT_DIR, CHART_DIR, Case, Rendered, container, decode, env_of, group_numbers,
+                                listen, mounted_files, render, selects, volume_named)
 
 SSL_ENV = ("PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PCK_CLIENT_CERT_AUTH", "PCK_TLS_MIN_VERSION")
 
@@ -93,9 +95,10 @@ def test_patroni_identity_and_dcs_environment(rendered: Rendered) -> None:
         assert env["PATRONI_KUBERNETES_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
         assert env["PATRONI_KUBERNETES_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
         assert env["PATRONI_KUBERNETES_USE_ENDPOINTS"]["value"] == "true"
-        assert env["PATRONI_KUBERNETES_BYPASS_API_SERVICE"]["value"] == "true"
-        assert env["PATRONI_POSTGRESQL_LISTEN"]["value"] == "0.0.0.0:5432"
-        assert env["PATRONI_RESTAPI_LISTEN"]["value"] == "0.0.0.0:8008"
+        # Off unless the Role in `default` is asked for (rbac.readApiServerEndpoints).
+        assert env["PATRONI_KUBERNETES_BYPASS_API_SERVICE"]["value"] == "false"
+        assert env["PATRONI_POSTGRESQL_LISTEN"]["value"] == listen(rendered, 5432)
+        assert env["PATRONI_RESTAPI_LISTEN"]["value"] == listen(rendered, 8008)
         assert env["PCK_HEADLESS_SERVICE"]["value"] == r
         assert env["PCK_CLUSTER_DOMAIN"]["value"] == domain
         # The entrypoint derives both connect addresses from the pod's stable name.
@@ -216,10 +219,43 @@ def test_pods_run_non_root_without_privileges(rendered: Rendered) -> None:
         assert c["allowPrivilegeEscalation"] is False
         assert c["capabilities"]["drop"] == ["ALL"]
         assert "privileged" not in c or c["privileged"] is False
-        # The entrypoint chmods its runtime directory, which uid 999 cannot do on a volume's
-        # root-owned mount point: the image's own directory is used.
-        assert env_of(sts)["PCK_RUNTIME_DIR"]["value"] == "/run/patroni-citus-k8s"
-        assert not [m for m in container(sts)["volumeMounts"] if m["mountPath"] == "/run/patroni-citus-k8s"]
+        assert c["readOnlyRootFilesystem"] is True
+
+
+# Where the container writes outside the data volume, and the tmpfs size of each.
+MEMORY_MOUNTS = {"/run/patroni-citus-k8s": "16Mi", "/var/run/postgresql": "1Mi", "/tmp": "64Mi", "/dev/shm": "1Gi"}
+
+
+def test_keys_pgpass_and_config_stay_in_memory(rendered: Rendered) -> None:
+    """PCK_RUNTIME_DIR (staged keys, pgpass, patroni.yml), the sockets, /tmp and /dev/shm are
+    tmpfs emptyDirs with a size limit; with the data volume they are all the container writes."""
+    for sts in rendered.statefulsets:
+        env = env_of(sts)
+        assert env["PCK_RUNTIME_DIR"]["value"] == "/run/patroni-citus-k8s"
+        mounts = {m["mountPath"]: m["name"] for m in container(sts)["volumeMounts"]}
+        for path, size in MEMORY_MOUNTS.items():
+            assert volume_named(sts, mounts[path])["emptyDir"] == {"medium": "Memory", "sizeLimit": size}, path
+        volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+        claims = {t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]}
+        # Everything mounted is in memory, the data volume claim, or read-only (the TLS Secret).
+        read_only = {m["mountPath"] for m in container(sts)["volumeMounts"] if m.get("readOnly")}
+        other = {path for path, name in mounts.items()
+                 if name not in claims and path not in read_only and "emptyDir" not in volumes[name]}
+        assert other == set()
+        assert {path for path, name in mounts.items() if name in volumes and "emptyDir" in volumes[name]} == \
+            set(MEMORY_MOUNTS)
+        assert env["PSQL_HISTORY"]["value"].startswith("/tmp/")
+
+
+def test_memory_volume_sizes_are_values() -> None:
+    custom = render(Case("sizes", "citusdemo", "default", sets=(
+        "memoryVolumes.runtimeDirSizeLimit=4Mi,memoryVolumes.socketDirSizeLimit=2Mi,"
+        "memoryVolumes.tmpSizeLimit=32Mi,memoryVolumes.shmSizeLimit=")))
+    for sts in custom.statefulsets:
+        sizes = {v["name"]: v["emptyDir"].get("sizeLimit") for v in sts["spec"]["template"]["spec"]["volumes"]
+                 if "emptyDir" in v}
+        assert sizes == {"runtime": "4Mi", "sockets": "2Mi", "tmp": "32Mi", "shm": None}
+        assert volume_named(sts, "shm")["emptyDir"] == {"medium": "Memory"}
 
 
 def test_members_of_a_group_spread_over_nodes_and_survive_drains(rendered: Rendered) -> None:
@@ -249,12 +285,26 @@ def test_rbac_grants_what_patroni_uses_and_nothing_more(rendered: Rendered) -> N
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": r, "namespace": ns}]
     for sts in rendered.statefulsets:
         assert sts["spec"]["template"]["spec"]["serviceAccountName"] == r
-    # bypass_api_service: get on the one `kubernetes` Endpoints in `default`, nothing else.
+    # Nothing outside the release's namespace: a namespace admin can install it.
+    for obj in rendered.objects:
+        assert obj["metadata"].get("namespace", ns) == ns, obj["metadata"]
+    assert not rendered.of_kind("ClusterRole") and not rendered.of_kind("ClusterRoleBinding")
+
+
+def test_api_server_bypass_is_opt_in_and_follows_its_role() -> None:
+    """rbac.readApiServerEndpoints=true: get on the one `kubernetes` Endpoints in `default`,
+    nothing else, and PATRONI_KUBERNETES_BYPASS_API_SERVICE=true with it."""
+    rendered = render(Case("bypass", "citusdemo", "db", sets="rbac.readApiServerEndpoints=true"))
     api_role = [o for o in rendered.of_kind("Role") if o["metadata"].get("namespace") == "default"]
     assert len(api_role) == 1
+    assert api_role[0]["metadata"]["name"] == "db-citusdemo-patroni-api-endpoints"
     assert api_role[0]["rules"] == [{"apiGroups": [""], "resources": ["endpoints"],
                                      "resourceNames": ["kubernetes"], "verbs": ["get"]}]
-    assert not rendered.of_kind("ClusterRole") and not rendered.of_kind("ClusterRoleBinding")
+    (binding,) = [o for o in rendered.of_kind("RoleBinding") if o["metadata"].get("namespace") == "default"]
+    assert binding["roleRef"]["name"] == api_role[0]["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "citusdemo", "namespace": "db"}]
+    for sts in rendered.statefulsets:
+        assert env_of(sts)["PATRONI_KUBERNETES_BYPASS_API_SERVICE"]["value"] == "true"
 
 
 def test_notes_print_the_seeds_verification_commands_for_this_release(rendered: Rendered) -> None:
@@ -265,8 +315,13 @@ def test_notes_print_the_seeds_verification_commands_for_this_release(rendered: 
         assert "PGSSLROOTCERT=/etc/ssl/certs/postgresql/ca.crt" in rendered.notes
 
 
+def _app_version() -> str:
+    return str(yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["appVersion"])
+
+
 def test_image_is_the_entrypoint_image_started_by_its_own_pid_1(rendered: Rendered) -> None:
-    tag = str(_values(rendered).get("image", {}).get("tag", "latest"))
+    # The seed sets image.tag=latest; otherwise the tag is the chart's appVersion.
+    tag = str(_values(rendered).get("image", {}).get("tag") or _app_version())
     for sts in rendered.statefulsets:
         c = container(sts)
         assert c["image"] == f"patroni-citus-k8s:{tag}"
@@ -274,3 +329,105 @@ def test_image_is_the_entrypoint_image_started_by_its_own_pid_1(rendered: Render
         # The image's ENTRYPOINT/CMD is `patroni-citus-k8s run`; overriding it would skip it.
         assert "command" not in c and "args" not in c
         assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"postgresql": 5432, "patroni": 8008}
+
+
+def test_notes_say_the_image_must_be_preloaded_or_pushed(rendered: Rendered) -> None:
+    image = container(rendered.statefulsets[0])["image"]
+    assert f"Image: {image}. It is in no public registry" in rendered.notes
+    assert f"docker build -f Dockerfile.citus -t {image} ." in rendered.notes
+
+
+MEMBER_PORTS = [{"port": 5432, "protocol": "TCP"}, {"port": 8008, "protocol": "TCP"}]
+
+
+def test_network_policy_members_on_5432_and_8008_clients_on_5432(rendered: Rendered) -> None:
+    np = _values(rendered).get("networkPolicy", {})
+    policies = rendered.of_kind("NetworkPolicy")
+    if not np.get("enabled"):
+        assert policies == []
+        return
+    (policy,) = policies
+    spec = policy["spec"]
+    members = {"podSelector": {"matchLabels": {"application": "patroni", "cluster-name": rendered.case.release}}}
+    # It applies to every member of every group, ingress and egress both.
+    for sts in rendered.statefulsets:
+        assert selects(spec["podSelector"]["matchLabels"], sts["spec"]["template"]["metadata"]["labels"])
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    members_in, clients_in, *extra_in = spec["ingress"]
+    assert members_in == {"from": [members], "ports": MEMBER_PORTS}
+    # Clients: PostgreSQL (and the extra client ports) only, never the REST API unless asked.
+    assert clients_in["ports"] == [{"port": 5432, "protocol": "TCP"}] + np.get("extraClientPorts", [])
+    assert clients_in.get("from", []) == np.get("clients", [])
+    assert extra_in == np.get("extraIngress", [])
+    members_out, dns_out, api_out, *extra_out = spec["egress"]
+    assert members_out == {"to": [members], "ports": MEMBER_PORTS}
+    assert dns_out["ports"] == np["dns"]["ports"] and dns_out.get("to", []) == np["dns"]["to"]
+    assert api_out["ports"] == [{"port": p, "protocol": "TCP"} for p in np["apiServer"]["ports"]]
+    assert api_out.get("to", []) == [{"ipBlock": {"cidr": c}} for c in np["apiServer"]["cidrs"]]
+    assert extra_out == np.get("extraEgress", [])
+
+
+def test_network_policy_defaults_work_on_any_cluster() -> None:
+    """Enabled with nothing else: clients from anywhere on 5432, DNS and the API server at any address."""
+    (policy,) = render(Case("np-defaults", "citusdemo", "default", sets="networkPolicy.enabled=true")).of_kind(
+        "NetworkPolicy")
+    members_in, clients_in = policy["spec"]["ingress"]
+    assert clients_in == {"ports": [{"port": 5432, "protocol": "TCP"}]}
+    members_out, dns_out, api_out = policy["spec"]["egress"]
+    assert dns_out == {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    assert api_out == {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}
+
+
+def test_primaries_hand_over_before_they_stop(rendered: Rendered) -> None:
+    """switchoverOnStop (on by default): a preStop hook, bounded by its timeout, inside the grace period."""
+    for sts in rendered.statefulsets:
+        spec = sts["spec"]["template"]["spec"]
+        command = container(sts)["lifecycle"]["preStop"]["exec"]["command"]
+        assert command[:2] == ["python3", "-c"] and command[3] == "30"
+        compile(command[2], "preStop", "exec")  # the script is valid Python
+        assert "patronictl" in command[2] and "switchover" in command[2]
+        assert spec["terminationGracePeriodSeconds"] >= int(command[3]) + 10
+        assert sts["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
+
+
+def test_hand_over_and_update_strategy_are_values() -> None:
+    rendered = render(Case("no-hook", "citusdemo", "default",
+                           sets="switchoverOnStop.enabled=false,updateStrategy=OnDelete,terminationGracePeriodSeconds=20"))
+    for sts in rendered.statefulsets:
+        assert "lifecycle" not in container(sts)
+        assert sts["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    longer = render(Case("longer", "citusdemo", "default",
+                         sets="switchoverOnStop.timeoutSeconds=90,terminationGracePeriodSeconds=120"))
+    assert container(longer.statefulsets[0])["lifecycle"]["preStop"]["exec"]["command"][3] == "90"
+
+
+def test_notes_warn_offline_renderers_about_generated_passwords() -> None:
+    generated = render(Case("generated", "citusdemo", "default")).notes
+    assert "give it credentials.existingSecret" in generated
+    assert "give it credentials.existingSecret" not in render(
+        Case("own", "citusdemo", "default", sets="credentials.existingSecret=pg-auth")).notes
+
+
+def test_the_seeds_commands_meet_the_new_defaults(rendered_cases: dict[str, Rendered]) -> None:
+    """The seed's install line, then its checks: `env | grep PGSSL`, `ls -la` of the certificate
+    directory, an interactive `psql ... host=citusdemo-0`, `patronictl list` and `bash` in the pod,
+    all with a read-only root filesystem, the memory volumes and the preStop hook in place."""
+    seed = rendered_cases["seed"]
+    for sts in seed.statefulsets:
+        c = container(sts)
+        env = env_of(sts)
+        assert c["image"] == "patroni-citus-k8s:latest"
+        assert {k: env[k]["value"] for k in ("PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY")} == {
+            "PGSSLMODE": "verify-ca", "PGSSLROOTCERT": f"{CERT_DIR}/ca.crt",
+            "PGSSLCERT": f"{CERT_DIR}/server.crt", "PGSSLKEY": f"{CERT_DIR}/server.key"}
+        assert mounted_files(sts, CERT_DIR) == {"ca.crt", "server.crt", "server.key"}
+        assert volume_named(sts, "ssl-certs")["secret"]["defaultMode"] == 384  # the seed's troubleshooting grep
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        # psql saves its history to /tmp, a memory volume; PATRONICTL_CONFIG_FILE (the image's)
+        # points into the runtime memory volume, where `run` writes patroni.yml.
+        assert env["PSQL_HISTORY"]["value"].startswith("/tmp/")
+        assert {m["mountPath"] for m in c["volumeMounts"]} >= {"/tmp", "/run/patroni-citus-k8s"}
+        assert "lifecycle" in c
+    # host=citusdemo-0 is the coordinator group's primary Service on 5432; no NetworkPolicy by default.
+    assert [p["port"] for p in seed.get("Service", "citusdemo-0")["spec"]["ports"]] == [5432]
+    assert not seed.of_kind("NetworkPolicy")

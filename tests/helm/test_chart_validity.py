@@ -114,6 +114,11 @@ def test_misspelled_mode_fails_at_install_time() -> None:
     ("coordinator.replicas=0", "/coordinator/replicas"),
     ("ssl.certManager.issuerRef.kind=Issuers", "/ssl/certManager/issuerRef/kind"),
     ("podAntiAffinity=always", "/podAntiAffinity"),
+    ("memoryVolumes.runtimeDirSizeLimit=16MB", "/memoryVolumes/runtimeDirSizeLimit"),
+    ("updateStrategy=Recreate", "/updateStrategy"),
+    ("switchoverOnStop.timeoutSeconds=3", "/switchoverOnStop/timeoutSeconds"),
+    ("listenAddress=any", "/listenAddress"),
+    ("networkPolicy.apiServer.cidrs={10.0.0.1}", "/networkPolicy/apiServer/cidrs/0"),
 ])
 def test_schema_rejects_bad_values(sets: str, where: str) -> None:
     assert where in _render_error(Case("bad", "citusdemo", "default", sets=sets))
@@ -178,3 +183,10 @@ def test_hard_anti_affinity_and_explicit_secret_keys() -> None:
         assert volume["secret"]["secretName"] == "my-tls"
         assert {i["key"]: i["path"] for i in volume["secret"]["items"]} == {
             "root.pem": "ca.crt", "tls.crt": "server.crt", "tls.key": "server.key"}
+
+
+def test_grace_period_must_leave_room_after_the_hand_over() -> None:
+    message = _render_error(Case("grace", "citusdemo", "default", sets="terminationGracePeriodSeconds=35"))
+    assert "terminationGracePeriodSeconds=35 is too short for switchoverOnStop.timeoutSeconds=30" in message
+    assert "at least 40" in message
+    render(Case("grace-off", "citusdemo", "default", sets="terminationGracePeriodSeconds=35,switchoverOnStop.enabled=false"))

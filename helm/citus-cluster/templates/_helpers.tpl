@@ -101,6 +101,35 @@ server.key
 {{- default (include "citus-cluster.cluster" .) .Values.serviceAccount.name -}}
 {{- end -}}
 
+{{/* The ports members use between themselves: PostgreSQL and Patroni's REST API. */}}
+{{- define "citus-cluster.memberPorts" -}}
+- port: 5432
+  protocol: TCP
+- port: 8008
+  protocol: TCP
+{{- end -}}
+
+{{/*
+The ports clients may reach (NetworkPolicy): PostgreSQL, plus networkPolicy.extraClientPorts.
+When the chart gets a connection pooler, its port joins this list here.
+*/}}
+{{- define "citus-cluster.clientPorts" -}}
+- port: 5432
+  protocol: TCP
+{{- with .Values.networkPolicy.extraClientPorts }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* host:port for Patroni's listen settings; an IPv6 address is bracketed. Call with (dict "address" A "port" P). */}}
+{{- define "citus-cluster.listen" -}}
+{{- if contains ":" .address -}}
+[{{ .address }}]:{{ .port }}
+{{- else -}}
+{{ .address }}:{{ .port }}
+{{- end -}}
+{{- end -}}
+
 {{- define "citus-cluster.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion (toString .Values.image.tag)) -}}
 {{- end -}}
@@ -161,6 +190,9 @@ install lists every problem with its fix.
 {{- end -}}
 {{- if and .Values.ssl.certManager.enabled (not .Values.ssl.certManager.issuerRef.name) -}}
 {{- $problems = append $problems "ssl.certManager.enabled=true needs ssl.certManager.issuerRef.name: the Issuer or ClusterIssuer that signs the certificate" -}}
+{{- end -}}
+{{- if and .Values.switchoverOnStop.enabled (lt (int .Values.terminationGracePeriodSeconds) (add (int .Values.switchoverOnStop.timeoutSeconds) 10 | int)) -}}
+{{- $problems = append $problems (printf "terminationGracePeriodSeconds=%d is too short for switchoverOnStop.timeoutSeconds=%d: the kubelet counts the preStop hand-over in the grace period and Patroni needs time after it to stop PostgreSQL; set terminationGracePeriodSeconds to at least %d" (int .Values.terminationGracePeriodSeconds) (int .Values.switchoverOnStop.timeoutSeconds) (add (int .Values.switchoverOnStop.timeoutSeconds) 10 | int)) -}}
 {{- end -}}
 {{- if $problems -}}
 {{- fail (printf "\n\ncitus-cluster: %d problem(s) in the values:\n  - %s\n" (len $problems) (join "\n  - " $problems)) -}}
