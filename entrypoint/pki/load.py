@@ -10,10 +10,20 @@ from cryptography.hazmat.primitives import serialization
 
 PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 
+# What cryptography raises for bytes that are not a sound certificate. Not all of them are
+# ValueErrors: a version field other than v1-v3 is InvalidVersion (at load), an extension
+# given twice DuplicateExtension and a SAN kind it does not model UnsupportedGeneralNameType
+# (both lazily, on first access). Callers catch ValueError; these functions turn the rest into it.
+PARSE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension,
+                x509.UnsupportedGeneralNameType)
+
 
 def load_certificates(pem: bytes) -> List[x509.Certificate]:
-    """Return every certificate in a PEM blob, in file order; raises ValueError when there is none."""
-    certs = x509.load_pem_x509_certificates(pem)
+    """Return every certificate in a PEM blob, in file order; raises ValueError when there is none or one is unsound."""
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except PARSE_ERRORS as exc:
+        raise ValueError(f"a certificate does not parse: {exc}") from None
     if not certs:
         raise ValueError("no certificate found")
     return certs
@@ -40,7 +50,7 @@ def fully_parsed(cert: x509.Certificate) -> bool:
         cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()  # noqa: B018
         list(cert.extensions)
         cert.serial_number  # noqa: B018
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+    except PARSE_ERRORS:
         return False
     return True
 
