@@ -189,17 +189,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     except RenderBug as err:
         print(f"patroni-citus-k8s: bug: {err}", file=sys.stderr)
         return 1
-    print(printable_lines(check_report(p.settings, p.material)))
+    print(check_report(p.settings, p.material))
     return 0
 
 
-def printable_lines(text: str) -> str:
-    """`text` with control characters escaped line by line (certificate fields may hold anything)."""
-    return "\n".join(printable(line) for line in text.split("\n"))
-
-
 def check_report(settings: Settings, material: TlsMaterial) -> str:
-    """A readable summary of what run would do, for people and CI logs."""
+    """A readable summary of what run would do, for people and CI logs.
+
+    Each line is escaped on its own before they are joined: a certificate field holding a
+    newline stays inside its line instead of forging the next one.
+    """
     lines = [
         f"PGSSLMODE            {settings.mode}",
         f"server ssl           {'on' if settings.server_ssl and material.server else 'off'}"
@@ -229,4 +228,4 @@ def check_report(settings: Settings, material: TlsMaterial) -> str:
         lines.append(f"CA bundle            {settings.tls.ca_file} ({len(material.cas)} certificate(s))")
     lines += [f"warning: {w}" for w in material.warnings]
     lines.append("result               would start")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
