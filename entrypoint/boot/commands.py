@@ -86,7 +86,7 @@ def gather_facts(env: Mapping[str, str]) -> HostFacts:
         entries = frozenset()
     bins = sorted(glob.glob(layout.PG_BIN_GLOB), key=_major)
     content, error = None, None
-    if env.get("PGSSLKEY_PASSWORD_FILE"):
+    if env.get("PGSSLKEY_PASSWORD_FILE") and (env.get("PGSSLMODE") or "").strip() != "disable":
         content, error = _read_text(env["PGSSLKEY_PASSWORD_FILE"], reader.SECRET_TEXT)
     namespace, _ = _read_text(layout.SERVICE_ACCOUNT_NAMESPACE, reader.SMALL_TEXT)
     return HostFacts(cert_dir_entries=entries, service_account_namespace=(namespace or "").strip() or None,

@@ -98,6 +98,7 @@ class TlsFiles:
     key_explicit: bool
     ca_explicit: bool
     cert_present: bool  # a certificate file is expected to be there
+    key_password_vars: tuple = ()  # PGSSLKEY_PASSWORD and/or _FILE, when given (disable ignores them)
     patroni_files: Mapping[str, str] = field(default_factory=dict)  # Patroni TLS file variable -> path
     patroni_passwords: Mapping[str, str] = field(default_factory=dict)  # its passphrase variables -> value
 
@@ -215,7 +216,7 @@ def parse_settings(values: Mapping[str, str], facts: HostFacts = HostFacts()) ->
     given_mode = _mode(env, bad)  # None when PGSSLMODE is not a mode (already a problem)
     mode = given_mode or sslmode.get(sslmode.DEFAULT)
     tls = _tls_files(env, facts, bad)
-    key_password = _key_password(env, facts, bad)
+    key_password = _key_password(env, facts, bad) if mode.uses_tls else None  # disable reads no TLS file
     mtls = _mutual_tls(env, given_mode, bad)
     tuning = _tuning(env, bad)
     paths = _paths(env, facts, bad)
@@ -256,6 +257,7 @@ def _tls_files(env: Env, facts: HostFacts, bad: Collector) -> TlsFiles:
         cert_explicit=env.given("PGSSLCERT"), key_explicit=env.given("PGSSLKEY"),
         ca_explicit=env.given("PGSSLROOTCERT"),
         cert_present=env.given("PGSSLCERT") or os.path.basename(cert_file) in entries,
+        key_password_vars=tuple(v for v in ("PGSSLKEY_PASSWORD", "PGSSLKEY_PASSWORD_FILE") if env.given(v)),
         patroni_files={var: path for var in PATRONI_TLS_FILE_VARS for path in [env.optional_path(var)] if path},
         patroni_passwords={f.password_var: env.get(f.password_var) for f in PATRONI_TLS_FILES
                            if f.password_var and env.given(f.password_var)})
