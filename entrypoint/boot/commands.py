@@ -131,7 +131,7 @@ def plan(env: Mapping[str, str], argv: Sequence[str]) -> Plan:
     child_env = exec_environment(env, settings, paths, user)
     problems = check_directories(settings, user.who())
     try:
-        command = resolve_command(list(argv) or patroni_command(settings.paths.config_file), child_env)
+        command = resolve_command(list(argv) or patroni_command(settings.paths.config_file), child_env, user)
     except InputError as err:
         problems += list(err.problems)
         command = []
