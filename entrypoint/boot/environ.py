@@ -33,6 +33,14 @@ TOOLING_VARIABLES = (
     "PCK_DEBIAN_MIRROR", "PCK_BENCH_TAG", "PCK_TEST_NET",
 )
 
+# The PGSSL* variables libpq reads (PostgreSQL 15 to 17) and the two the entrypoint adds.
+# Any other PGSSL* name is a typo: PGSSLMDOE=verify-full would leave every link at prefer.
+SSL_VARIABLES = (
+    "PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PGSSLKEY_PASSWORD", "PGSSLKEY_PASSWORD_FILE",
+    "PGSSLCRL", "PGSSLCRLDIR", "PGSSLSNI", "PGSSLCOMPRESSION", "PGSSLCERTMODE", "PGSSLMINPROTOCOLVERSION",
+    "PGSSLMAXPROTOCOLVERSION", "PGSSLNEGOTIATION",
+)
+
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -168,11 +176,17 @@ def host_problem(host: str) -> Optional[str]:
 
 
 def unknown_variables(values: Mapping[str, str], bad: Collector) -> None:
-    """A PCK_* variable that is neither the product's nor the project tooling's is a typo: say which it resembles."""
-    known = PRODUCT_VARIABLES + TOOLING_VARIABLES
+    """A PCK_* or PGSSL* variable that neither the product, its tooling nor libpq reads is a typo: say which it
+    resembles."""
     for name in sorted(values):
-        if name.startswith("PCK_") and name not in known:
-            close = difflib.get_close_matches(name, PRODUCT_VARIABLES, n=1, cutoff=0.6)
-            bad.add(name, "is not a variable patroni-citus-k8s knows (a typo is silently ignored elsewhere)",
-                    f"did you mean {close[0]}?" if close else
-                    "remove it; README.md lists every PCK_* variable")
+        if name.startswith("PCK_") and name not in PRODUCT_VARIABLES + TOOLING_VARIABLES:
+            _typo(bad, name, PRODUCT_VARIABLES, "patroni-citus-k8s", "README.md lists every PCK_* variable")
+        elif name.startswith("PGSSL") and name not in SSL_VARIABLES:
+            _typo(bad, name, SSL_VARIABLES, "libpq or patroni-citus-k8s", "README.md and libpq's documentation list "
+                                                                          "the PGSSL* variables")
+
+
+def _typo(bad: Collector, name: str, known: tuple, reader: str, where: str) -> None:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    bad.add(name, f"is not a variable {reader} knows (a typo is silently ignored elsewhere)",
+            f"did you mean {close[0]}?" if close else f"remove it; {where}")

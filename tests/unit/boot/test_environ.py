@@ -42,10 +42,16 @@ def test_root_is_never_a_product_directory(var, value):
 
 @pytest.mark.parametrize("typo, meant", [("PCK_CLIENT_CERT_AUTHH", "PCK_CLIENT_CERT_AUTH"),
                                          ("PCK_RUNTIMEDIR", "PCK_RUNTIME_DIR"),
-                                         ("PCK_CERT_WATCH_INTERVALL", "PCK_CERT_WATCH_INTERVAL")])
+                                         ("PCK_CERT_WATCH_INTERVALL", "PCK_CERT_WATCH_INTERVAL"),
+                                         ("PGSSLMDOE", "PGSSLMODE"), ("PGSSLROOTCRT", "PGSSLROOTCERT"),
+                                         ("PGSSLKEY_PASWORD_FILE", "PGSSLKEY_PASSWORD_FILE")])
 def test_a_misspelled_variable_is_refused_with_the_one_it_resembles(typo, meant):
     found = problems(**{typo: "true"})
     assert typo in found and meant in found[typo].fix
+
+
+def test_libpqs_own_ssl_variables_are_not_typos():
+    parsed(PGSSLSNI="1", PGSSLCRL="/x/crl.pem", PGSSLCOMPRESSION="0", PGSSLMINPROTOCOLVERSION="TLSv1.2")
 
 
 def test_tooling_variables_of_the_project_are_not_typos():
