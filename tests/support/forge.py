@@ -1,4 +1,4 @@
-"""Certificates no honest CA issues, built byte by byte and signed for real: a duplicate extension, version 4, control characters.
+"""Certificates no honest CA issues, signed for real: a duplicate extension, version 4, control characters.
 
 cryptography's builder refuses to make them, so the TBS part is built with the builder
 and patched in DER, then signed with the issuer's key and wrapped by hand.
