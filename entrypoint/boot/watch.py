@@ -75,15 +75,24 @@ class CertWatcher:
         self.applied = fingerprint(read_files(self.sources))
         self.refused: Optional[str] = None
         self.refused_at = 0.0
+        self.error: Optional[str] = None  # the last error logged, so a lasting one is not logged every look
+        self.error_at = 0.0
 
     def step(self, settle: float = SETTLE_SECONDS) -> str:
         """Look once. Returns 'unchanged', 'applied', 'refused' or 'error'; never raises an Exception."""
         try:
             return self._step(settle)
         except Exception as exc:  # noqa: BLE001 - one bad look must not end rotation for good
-            self.seen = ()  # look again next time
-            self.log(f"error in this look, retrying: {type(exc).__name__}: {printable(exc)}")
-            return "error"
+            return self._error(f"error in this look, retrying: {type(exc).__name__}: {printable(exc)}")
+
+    def _error(self, message: str) -> str:
+        """Look again next time; log `message` when it is new, and once a minute while it lasts."""
+        self.seen = ()
+        now = time.monotonic()
+        if message != self.error or now - self.error_at >= REPEAT_ERROR_SECONDS:
+            self.log(message)
+            self.error, self.error_at = message, now
+        return "error"
 
     def _step(self, settle: float) -> str:
         signature = stat_signature(self.sources)
@@ -113,7 +122,12 @@ class CertWatcher:
         if plan_paths(self.settings, material) != self.paths:
             return self._refuse(current, "the set of TLS files changed (a CA or client pair appeared or vanished); "
                                          "the running certificate is kept until the pod restarts")
-        stage_material(self.settings, material, self.uid, self.gid)  # one rename: old set or new set, never half
+        try:
+            stage_material(self.settings, material, self.uid, self.gid)  # one rename: old set or new, never half
+        except OSError as exc:  # a full or read-only runtime dir: the old set is still whole, try again later
+            return self._error(f"could not stage the new TLS material in {printable(self.settings.paths.runtime_dir)}"
+                               f": {printable(reader.why(exc))}; the running certificate is kept, retrying")
+        self.error = None
         for warning in material.warnings:
             self.log(f"warning: {printable(warning)}")
         self.applied, self.refused, self.seen = current, None, signature
