@@ -119,16 +119,13 @@ def _data_dir_problem(settings: Settings, who: Who) -> Optional[Problem]:
         return None if stat.S_ISDIR(st.st_mode) else Problem(var, f"{data_dir} exists and is not a directory",
                                                               "point it at a directory (or a path that does not exist)")
     parent = os.path.dirname(data_dir)
+    if who.root and os.path.isdir(parent) and claimable(parent, os.stat(parent)):
+        return None  # a fresh volume: make_directories hands it to the run user
     need = Need(var, parent, DATA_PARENT_MODE, "mount a volume the run user can write (fsGroup on Kubernetes), or an "
-                                               "empty volume there, or point PATRONI_POSTGRESQL_DATA_DIR into one")
-    problem = _dir_problem(need, who)
-    if problem or not os.path.isdir(parent):
-        return problem
-    pst = os.stat(parent)
-    if writable_by(pst, Who(who.uid, who.gid, who.groups, False)) or claimable(parent, pst):
-        return None
-    return Problem(var, f"its parent {parent} is not writable by uid {who.uid}, and Patroni must create (and after "
-                        "a re-initialisation re-create) the data directory there", need.fix)
+                                               "empty volume there, or point PATRONI_POSTGRESQL_DATA_DIR into one; "
+                                               "Patroni must create (and after a re-initialisation re-create) the "
+                                               "data directory in it")
+    return _dir_problem(need, who)
 
 
 def claimable(path: str, st: os.stat_result) -> bool:
