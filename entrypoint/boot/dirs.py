@@ -43,6 +43,7 @@ class Need:
     path: str
     mode: int
     fix: str
+    writes_into: bool = False  # the entrypoint writes files here itself (boot.fsops), never through a link
 
 
 def needs(settings: Settings) -> List[Need]:
@@ -50,10 +51,10 @@ def needs(settings: Settings) -> List[Need]:
     p = settings.paths
     config_dir = os.path.dirname(p.config_file)
     out = [Need("PCK_RUNTIME_DIR", p.runtime_dir, RUNTIME_MODE,
-                "mount an emptyDir there (medium: Memory), or start as root so the entrypoint creates it")]
+                "mount an emptyDir there (medium: Memory), or start as root so the entrypoint creates it", True)]
     if config_dir != p.runtime_dir:
         out.append(Need("PCK_CONFIG_FILE", config_dir, RUNTIME_MODE,
-                        "point PCK_CONFIG_FILE into a directory the container user can write (the runtime dir)"))
+                        "point PCK_CONFIG_FILE into a directory the container user can write (the runtime dir)", True))
     out.append(Need("PCK_SOCKET_DIR", p.socket_dir, SOCKET_MODE,
                     "mount an emptyDir there, or point PCK_SOCKET_DIR at a directory the run user can write"))
     return out
@@ -84,6 +85,10 @@ def _first_existing(path: str) -> Tuple[str, os.stat_result]:
 
 def _dir_problem(need: Need, who: Who) -> Optional[Problem]:
     found, st = _first_existing(need.path)
+    if found == need.path and stat.S_ISLNK(st.st_mode) and need.writes_into:
+        return Problem(need.var, f"{need.path} is a symbolic link (to {os.path.realpath(need.path)}); the entrypoint "
+                                 "never writes through one, so a link planted there cannot redirect root's writes",
+                       f"set {need.var} to the directory itself ({os.path.realpath(need.path)}), or mount it there")
     if found == need.path and stat.S_ISLNK(st.st_mode):
         try:
             st = os.stat(found)  # a link to a directory is used where it points, never replaced

@@ -50,6 +50,8 @@ def _make(entry: list) -> None:
             handle.write(base64.b64decode(data))
         os.chown(path, uid, gid)
         os.chmod(path, mode)
+    elif kind == "link":
+        os.symlink(entry[2], path)
     elif kind == "volume":  # a fresh, empty, root-owned file system mounted there, as a PVC is
         os.makedirs(path, exist_ok=True)
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=1m", "pck-adv-volume", path], check=True)

@@ -178,3 +178,23 @@ def test_a_config_path_that_is_a_directory_is_refused_before_anything_is_written
                                         ("PATRONI_POSTGRESQL_DATA_DIR", "/srv/afile")])
 def test_a_directory_path_that_is_a_regular_file_is_refused(var, value):
     refused(scratch(_env(**{var: value}), make=[FILE]), var, "/srv/afile", "not a directory")
+
+
+# --- A symbolic link where the entrypoint writes --------------------------------------------------------
+
+@pytest.mark.parametrize("var, value", [("PCK_RUNTIME_DIR", "/srv/link"), ("PCK_CONFIG_FILE", "/srv/link/patroni.yml")])
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_a_symlinked_directory_the_entrypoint_writes_into_is_refused_by_check_and_run_alike(var, value, command):
+    """fsops never writes through a link (O_NOFOLLOW): check must say so too, before run creates anything."""
+    argv = ("run", "--", "/usr/bin/true") if command == "run" else ("check",)
+    make = [["dir", "/srv/real", 0o700, *PG], ["link", "/srv/link", "real"]]
+    result = scratch(_env(**{var: value}), make=make, command=argv, watch=["/srv/real"])
+    refused(result, var, "/srv/link", "symbolic link", "/srv/real")
+
+
+def test_a_symlinked_socket_dir_is_used_where_it_points():
+    """The entrypoint only creates the socket dir (PostgreSQL writes there): a link to one is fine."""
+    make = [["dir", "/srv/realsock", 0o2775, *PG], ["link", "/srv/sock", "realsock"]]
+    result = scratch(_env(), make=make, watch=["/srv/realsock", "/srv/sock"])
+    started(result)
+    unchanged(result)

@@ -42,3 +42,14 @@ def test_anything_else_root_owned_is_refused_for_the_data_dir(tmp_path, monkeypa
         assert problems == []
     else:
         assert [p.where for p in problems] == ["PATRONI_POSTGRESQL_DATA_DIR"]
+
+
+def test_a_symlinked_runtime_dir_is_refused_a_symlinked_socket_dir_is_not(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "run").symlink_to(real)
+    (tmp_path / "sock").symlink_to(real)
+    me = Who(os.getuid(), os.getgid(), (os.getgid(),), root=os.geteuid() == 0)
+    problems = check_directories(_settings(tmp_path, tmp_path / "data" / "pgdata"), me)
+    assert [(p.where, "symbolic link" in p.what, str(real) in p.fix) for p in problems] == [
+        ("PCK_RUNTIME_DIR", True, True)]
