@@ -20,6 +20,7 @@ from typing import List, Optional, Tuple
 
 from entrypoint.boot.settings import Settings
 from entrypoint.errors import Problem
+from entrypoint.pki import reader
 
 RUNTIME_MODE = 0o700  # staged keys and pgpass live here
 SOCKET_MODE = 0o2775
@@ -84,7 +85,10 @@ def _first_existing(path: str) -> Tuple[str, os.stat_result]:
 
 
 def _dir_problem(need: Need, who: Who) -> Optional[Problem]:
-    found, st = _first_existing(need.path)
+    try:
+        found, st = _first_existing(need.path)
+    except OSError as exc:  # a symbolic link loop on the way, a name too long, ...
+        return Problem(need.var, f"{need.path}: {reader.why(exc)}", need.fix)
     if found == need.path and stat.S_ISLNK(st.st_mode) and need.writes_into:
         return Problem(need.var, f"{need.path} is a symbolic link (to {os.path.realpath(need.path)}); the entrypoint "
                                  "never writes through one, so a link planted there cannot redirect root's writes",
@@ -120,6 +124,8 @@ def _data_dir_problem(settings: Settings, who: Who) -> Optional[Problem]:
         st = None
     except NotADirectoryError:
         return Problem(var, f"{data_dir} lies under a file that is not a directory", "give a directory path")
+    except OSError as exc:
+        return Problem(var, f"{data_dir}: {reader.why(exc)}", "give a directory path without a link loop")
     if st is not None:
         return None if stat.S_ISDIR(st.st_mode) else Problem(var, f"{data_dir} exists and is not a directory",
                                                               "point it at a directory (or a path that does not exist)")

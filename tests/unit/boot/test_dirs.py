@@ -53,3 +53,15 @@ def test_a_symlinked_runtime_dir_is_refused_a_symlinked_socket_dir_is_not(tmp_pa
     problems = check_directories(_settings(tmp_path, tmp_path / "data" / "pgdata"), me)
     assert [(p.where, "symbolic link" in p.what, str(real) in p.fix) for p in problems] == [
         ("PCK_RUNTIME_DIR", True, True)]
+
+
+@pytest.mark.parametrize("which", ["run", "sock", "data"])
+def test_a_path_through_a_symlink_loop_is_a_problem_not_an_exception(tmp_path, which):
+    (tmp_path / "loop").symlink_to("loop")
+    paths = {"run": tmp_path / "run", "sock": tmp_path / "sock", "data": tmp_path / "data" / "pgdata"}
+    paths[which] = tmp_path / "loop" / "x"
+    settings = settings_for("disable", PCK_RUNTIME_DIR=str(paths["run"]), PCK_SOCKET_DIR=str(paths["sock"]),
+                            PATRONI_POSTGRESQL_DATA_DIR=str(paths["data"]))
+    me = Who(os.getuid(), os.getgid(), (os.getgid(),), root=os.geteuid() == 0)
+    (problem,) = check_directories(settings, me)
+    assert "symbolic link loop" in problem.what and str(tmp_path / "loop") in problem.what
