@@ -49,6 +49,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
                    r"|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?|\*)$")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,62}$")
+# File systems allow 255 bytes per name; the entrypoint writes temporary names beside its
+# files (".<name>.<12 hex digits>"), so a product path's names get 200. PATH_MAX is 4096.
+MAX_NAME_BYTES = 200
+MAX_PATH_BYTES = 4000
 
 
 class Env:
@@ -105,6 +109,10 @@ class Env:
             self.bad.add(name, f"{value!r} is the root directory",
                          "give a directory of its own (on Kubernetes, an emptyDir or volume mounted there)")
             return default
+        too_long = _length_problem(value)
+        if too_long:
+            self.bad.add(name, too_long, "use shorter names")
+            return default
         return os.path.normpath(value)
 
     def optional_path(self, name: str) -> Optional[str]:
@@ -160,6 +168,17 @@ class Env:
                          "use letters, digits, '_', '.', '@' or '-' (at most 63), starting with a letter or digit")
             return default
         return value
+
+
+def _length_problem(path: str) -> Optional[str]:
+    shown = repr(path if len(path) <= 60 else path[:60] + "...")
+    longest = max(len(part.encode()) for part in path.split("/"))
+    if longest > MAX_NAME_BYTES:
+        return (f"{shown} has a name of {longest} bytes; at most {MAX_NAME_BYTES} fit here (file systems allow 255, "
+                "and the entrypoint writes temporary names beside its files)")
+    if len(path.encode()) > MAX_PATH_BYTES:
+        return f"{shown} is {len(path.encode())} bytes long, more than {MAX_PATH_BYTES}"
+    return None
 
 
 def host_problem(host: str) -> Optional[str]:

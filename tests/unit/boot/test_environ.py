@@ -108,3 +108,12 @@ def test_numbers_out_of_their_sane_range_are_refused(var, value):
 @pytest.mark.parametrize("value, seconds", [("0", 0.0), ("0.2", 0.2), ("3600", 3600.0), (" 5 ", 5.0)])
 def test_watch_interval_bounds(value, seconds):
     assert parsed(PCK_CERT_WATCH_INTERVAL=value).tuning.watch_interval == seconds
+
+
+@pytest.mark.parametrize("var", ["PCK_RUNTIME_DIR", "PCK_CONFIG_FILE", "PCK_SOCKET_DIR", "PATRONI_POSTGRESQL_DATA_DIR",
+                                 "PGSSLCERT"])
+@pytest.mark.parametrize("value", ["/x/" + "n" * 201, "/" + "/".join(["d" * 100] * 41)])
+def test_paths_no_file_system_takes_are_refused(var, value):
+    found = problems(**{var: value})
+    assert var in found and "bytes" in found[var].what
+
