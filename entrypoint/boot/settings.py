@@ -224,11 +224,23 @@ def parse_settings(values: Mapping[str, str], facts: HostFacts = HostFacts()) ->
     addresses = _addresses(env, mode, identity, bad)
     users = _users(env, bad)
     citus = _citus(env, bad)
+    _check_socket_path(bad, paths, addresses)
     if given_mode is not None:
         _check_patroni_agrees(bad, env, given_mode, mtls.enabled)
     bad.raise_if_any()
     return Settings(mode=mode, tls=tls, key_password=key_password, mtls=mtls, paths=paths, identity=identity,
                     addresses=addresses, users=users, citus=citus, tuning=tuning)
+
+
+UNIX_SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1: PostgreSQL refuses a longer socket path
+
+
+def _check_socket_path(bad: Collector, paths: Paths, addresses: Addresses) -> None:
+    socket = os.path.join(paths.socket_dir, f".s.PGSQL.{addresses.listen.port}")
+    if len(socket.encode()) > UNIX_SOCKET_PATH_MAX:
+        bad.add("PCK_SOCKET_DIR", f"the socket path {socket} is {len(socket.encode())} bytes, more than a Unix socket "
+                                  f"path may be ({UNIX_SOCKET_PATH_MAX}): PostgreSQL would refuse to start",
+                f"use a shorter directory, such as {layout.SOCKET_DIR}")
 
 
 def _mode(env: Env, bad: Collector) -> Optional[Mode]:

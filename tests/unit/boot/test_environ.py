@@ -117,3 +117,8 @@ def test_paths_no_file_system_takes_are_refused(var, value):
     found = problems(**{var: value})
     assert var in found and "bytes" in found[var].what
 
+
+def test_a_socket_path_longer_than_sun_path_is_refused():
+    found = problems(PCK_SOCKET_DIR="/" + "s" * 93)  # "/sss...s/.s.PGSQL.5432" is 108 bytes
+    assert "PCK_SOCKET_DIR" in found and "107" in found["PCK_SOCKET_DIR"].what
+    parsed(PCK_SOCKET_DIR="/" + "s" * 92)
