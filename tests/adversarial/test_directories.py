@@ -198,3 +198,34 @@ def test_a_symlinked_socket_dir_is_used_where_it_points():
     result = scratch(_env(), make=make, watch=["/srv/realsock", "/srv/sock"])
     started(result)
     unchanged(result)
+
+
+# --- Paths no file system or PostgreSQL takes ---------------------------------------------------------------
+
+LOOP = ["link", "/srv/loop", "loop"]
+
+
+@pytest.mark.parametrize("var", ["PCK_RUNTIME_DIR", "PCK_SOCKET_DIR", "PATRONI_POSTGRESQL_DATA_DIR", "PCK_CONFIG_FILE"])
+def test_a_path_through_a_symlink_loop_is_refused_not_an_internal_error(var):
+    refused(scratch(_env(**{var: "/srv/loop/x"}), make=[LOOP]), var, "/srv/loop")
+
+
+@pytest.mark.parametrize("var, value", [("PCK_RUNTIME_DIR", "/srv/" + "r" * 300),
+                                        ("PCK_CONFIG_FILE", "/srv/run/" + "c" * 250 + ".yml"),
+                                        ("PATRONI_POSTGRESQL_DATA_DIR", "/srv/" + "d" * 256 + "/pgdata")])
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_a_name_too_long_for_the_file_system_is_refused_before_anything_is_written(var, value, command):
+    argv = ("run", "--", "/usr/bin/true") if command == "run" else ("check",)
+    refused(scratch(_env(**{var: value}), command=argv), var, "bytes")
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_a_socket_dir_too_long_for_a_unix_socket_path_is_refused(command):
+    """PostgreSQL refuses to start when <dir>/.s.PGSQL.<port> exceeds 107 bytes (sun_path)."""
+    argv = ("run", "--", "/usr/bin/true") if command == "run" else ("check",)
+    refused(scratch(_env(PCK_SOCKET_DIR="/srv/" + "s" * 90), command=argv), "PCK_SOCKET_DIR", "107")
+
+
+def test_control_a_socket_dir_just_short_enough_starts():
+    result = scratch(_env(PCK_SOCKET_DIR="/srv/" + "s" * (107 - len("/srv/") - len("/.s.PGSQL.5432"))))
+    started(result)
