@@ -103,3 +103,30 @@ def with_subject(ca: TestCA, cn: str, *names: str, organization: Optional[str] =
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
     cert = _builder(ca, key, names, cn, subject=x509.Name(attrs)).sign(ca.key, hashes.SHA256())
     return Pair(cert.public_bytes(serialization.Encoding.PEM), pem_key(key), cert, key)
+
+
+def _der_tree(der: bytes) -> list:
+    out, at = [], 0
+    while at < len(der):
+        start, end = _read_tlv(der, at)
+        tag, value = der[at], der[start:end]
+        out.append((tag, _der_tree(value) if tag & 0x20 else value))
+        at = end
+    return out
+
+
+def _der_bytes(tree: list) -> bytes:
+    return b"".join(_tlv(tag, _der_bytes(value) if tag & 0x20 else value) for tag, value in tree)
+
+
+def with_kdf_iterations(encrypted_pem: bytes, iterations: int) -> bytes:
+    """An encrypted PKCS#8 key (PBES2/PBKDF2) whose iteration count says `iterations`; the rest unchanged."""
+    body = b"".join(encrypted_pem.strip().split(b"\n")[1:-1])
+    tree = _der_tree(base64.b64decode(body))
+    # EncryptedPrivateKeyInfo -> AlgorithmIdentifier(PBES2) -> params -> keyDerivationFunc(PBKDF2) -> params
+    pbkdf2_params = tree[0][1][0][1][1][1][0][1][1][1]
+    assert pbkdf2_params[1][0] == 0x02, "not a PBKDF2 iteration count"
+    pbkdf2_params[1] = (0x02, iterations.to_bytes(iterations.bit_length() // 8 + 1, "big"))
+    text = base64.b64encode(_der_bytes(tree))
+    lines = b"\n".join(text[i:i + 64] for i in range(0, len(text), 64))
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n" + lines + b"\n-----END ENCRYPTED PRIVATE KEY-----\n"
