@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,34 @@ def test_control_the_forged_certificates_are_otherwise_sound(pki):
     ca.cert.public_key().verify(dup.signature, dup.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
     with pytest.raises(x509.DuplicateExtension):
         list(dup.extensions)
+
+
+# --- Keys whose decryption would never end ----------------------------------------------------------
+
+@pytest.mark.parametrize("iterations", [2**31 - 1, 2**32, 2**70], ids=["2^31-1", "2^32", "2^70"])
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_an_encrypted_key_asking_for_absurd_kdf_iterations_is_refused_at_once(box, pki, iterations, command):
+    """2^31-1 PBKDF2 rounds take minutes (the start, or a watcher look, hangs); 2^32 and more made cryptography's
+    Rust code panic, an exception that is not an Exception (a raw traceback, and the watcher's death)."""
+    ca, pair = pki
+    key = forge.with_kdf_iterations(encrypt_key(pair, b"pw"), iterations)
+    box.mount({**seed_files(ca, pair), "server.key": key})
+    before = box.snapshot()
+    env = box.env(PGSSLKEY_PASSWORD="pw")
+    result = run_stub(box, env, timeout=10) if command == "run" else invoke([command], env, timeout=10)
+    assert_refused(result, "PGSSLKEY", "iterations", stdout_ok=command == "check")
+    assert_untouched(box, before)
+
+
+def test_control_an_encrypted_key_with_a_high_but_ordinary_iteration_count_starts(box, pki, tmp_path):
+    """600,000 rounds (OWASP's advice for PBKDF2-SHA256), encrypted for real by openssl."""
+    ca, pair = pki
+    (tmp_path / "plain.key").write_bytes(pair.key_pem)
+    subprocess.run(["openssl", "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-iter", "600000", "-passout", "pass:pw",
+                    "-in", str(tmp_path / "plain.key"), "-out", str(tmp_path / "enc.key")], check=True, timeout=30)
+    box.mount({**seed_files(ca, pair), "server.key": (tmp_path / "enc.key").read_bytes()})
+    result = invoke(["check"], box.env(PGSSLKEY_PASSWORD="pw"))
+    assert result.returncode == 0, result.output
 
 
 # --- Control characters from certificates -----------------------------------------------------------

@@ -40,6 +40,7 @@ from tests.adversarial.conftest import (
 )
 from tests.support import forge
 from tests.support.pki import TestCA
+from tests.unit.conftest import encrypt_key
 
 INTERVAL = "0.2"
 # The exec'd program: harmless, long-running, and it counts the SIGHUPs the watcher sends after a restage.
@@ -230,6 +231,22 @@ def test_a_bad_swap_is_refused_once_the_old_set_stays_whole_and_the_next_good_se
         assert "\x1b" not in log and "\\x1b" in log and "\nforged line" not in log, log
     _takes_good_set(running, ca.issue(WILDCARD), 0)
     assert "Traceback" not in running.log()
+
+
+@pytest.mark.parametrize("rounds", [2**31 - 1, 2**32], ids=["2^31-1", "2^32"])
+def test_an_encrypted_key_with_absurd_kdf_work_neither_blocks_nor_kills_the_watcher(wbox, pki, rounds):
+    """Minutes of PBKDF2 would block every look (and the exit with the parent); 2^32 panicked cryptography."""
+    ca, pair = pki
+    wbox.mount({**seed_files(ca, pair), "server.key": encrypt_key(pair, b"pw")})
+    running = start(wbox, _env(wbox, PGSSLKEY_PASSWORD="pw"))
+    running.ca_pem, running.mount_how = ca.cert_pem, {}  # type: ignore[attr-defined]
+    new = ca.issue(WILDCARD)
+    wbox.mount({**seed_files(ca, new), "server.key": forge.with_kdf_iterations(encrypt_key(new, b"pw"), rounds)})
+    wait_for(lambda: "refused new TLS material" in running.log(), 6, "the refusal")
+    _steady(running, pair.cert.serial_number)
+    assert "iterations" in running.log() and "Traceback" not in running.log()
+    wbox.mount({**seed_files(ca, new), "server.key": encrypt_key(new, b"pw")})
+    wait_for(lambda: running.staged() == (new.cert.serial_number, True), 6, "the good encrypted set")
 
 
 def test_files_flapping_mid_read_never_stage_a_mixed_set(wbox, pki):
