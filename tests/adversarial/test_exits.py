@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -126,24 +125,16 @@ def test_run_a_program_that_does_not_exist_is_refused_before_anything_is_written
     assert_untouched(box, before)
 
 
-def test_run_a_program_the_run_user_cannot_execute_is_refused_before_anything_is_written(box, tmp_path):
-    """Root finds it and may execute it; postgres, after the drop, cannot (a 0700 root directory on the way)."""
-    private = Path(tmp_path) / "root-only"
-    private.mkdir(mode=0o700)
+@pytest.mark.parametrize("dir_mode, file_mode", [(0o700, 0o755), (0o755, 0o700)],
+                         ids=["root-only-directory", "root-only-program"])
+def test_run_a_program_the_run_user_cannot_execute_is_refused_before_anything_is_written(box, dir_mode, file_mode):
+    """Root finds it and may execute it; postgres, after the drop, cannot."""
+    private = box.root / "private"
+    private.mkdir()
     program = private / "prog"
     program.write_text("#!/bin/sh\nexit 0\n")
-    program.chmod(0o755)
-    os.chmod(tmp_path, 0o700)
-    before = box.snapshot()
-    result = invoke(["run", "--", str(program)], box.env())
-    assert_refused(result, "run --", str(program), "postgres")
-    assert_untouched(box, before)
-
-
-def test_run_a_program_without_execute_permission_for_the_run_user(box):
-    program = box.root / "bin" / "root-only-prog"
-    program.write_text("#!/bin/sh\nexit 0\n")
-    program.chmod(0o700)
+    program.chmod(file_mode)
+    private.chmod(dir_mode)
     before = box.snapshot()
     result = invoke(["run", "--", str(program)], box.env())
     assert_refused(result, "run --", str(program), "postgres")
