@@ -213,7 +213,7 @@ def _watch(settings: Settings, uid: int, gid: int, groups: tuple, paths: StagedP
     def notify() -> None:
         # Patroni reloads PostgreSQL and its REST certificate on its next HA cycle
         # (up to loop_wait later); the postmaster reloads its SSL files at once.
-        for target in (parent, postmaster_pid(settings.paths.data_dir)):
+        for target in (parent, postmaster_pid(settings.paths.data_dir, uid)):
             if target:
                 try:
                     os.kill(target, signal.SIGHUP)
@@ -236,13 +236,16 @@ def _watch(settings: Settings, uid: int, gid: int, groups: tuple, paths: StagedP
             break
 
 
-def postmaster_pid(data_dir: str) -> Optional[int]:
-    """The running postmaster's PID from postmaster.pid (read safely: the run user owns the file), or None."""
+def postmaster_pid(data_dir: str, uid: int) -> Optional[int]:
+    """The running postmaster's PID from postmaster.pid, or None.
+
+    The run user writes that file, so what it names is trusted only when it is a process of
+    the run user: a watcher that stayed root must not SIGHUP whatever PID the file says.
+    """
     try:
         pid = int(reader.read_file(os.path.join(data_dir, "postmaster.pid"), reader.SMALL_TEXT).split(b"\n")[0])
-        if pid <= 1:
+        if pid <= 1 or os.stat(f"/proc/{pid}").st_uid != uid:
             return None
-        os.kill(pid, 0)
     except (OSError, ValueError):
         return None
     return pid

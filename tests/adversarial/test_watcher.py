@@ -249,6 +249,29 @@ def test_an_encrypted_key_with_absurd_kdf_work_neither_blocks_nor_kills_the_watc
     wait_for(lambda: running.staged() == (new.cert.serial_number, True), 6, "the good encrypted set")
 
 
+@pytest.mark.parametrize("owner", ["root", "postgres"])
+def test_the_watcher_signals_only_a_postmaster_of_the_run_user(wbox, pki, owner):
+    """postmaster.pid is the run user's file: as root, the watcher must not SIGHUP whatever PID it names."""
+    ca, _ = pki
+    running = _launch(wbox, pki)
+    how = {} if owner == "root" else {"user": POSTGRES.pw_uid, "group": POSTGRES.pw_gid}
+    victim = subprocess.Popen(["/usr/bin/sleep", "600"], start_new_session=True, **how)
+    try:
+        wbox.data.mkdir(parents=True, exist_ok=True)
+        (wbox.data / "postmaster.pid").write_text(f"{victim.pid}\n{wbox.data}\n")
+        _takes_good_set(running, ca.issue(WILDCARD), 0)
+        time.sleep(0.3)
+        if owner == "root":
+            assert victim.poll() is None, "the watcher sent SIGHUP to a root process named by postmaster.pid"
+        else:  # control: the run user's postmaster is signalled (sleep dies of SIGHUP)
+            wait_for(lambda: victim.poll() is not None, 3, "the postmaster's SIGHUP")
+            assert victim.returncode == -signal.SIGHUP
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        victim.wait()
+
+
 def test_files_flapping_mid_read_never_stage_a_mixed_set(wbox, pki):
     """A writer swaps whole sets, mixed sets, a FIFO and a half file at random under the watcher for 3 s."""
     ca, pair = pki
