@@ -15,10 +15,14 @@ EXIT_BAD_INPUT = 2
 _CONTROL = {c: f"\\x{c:02x}" for c in list(range(0x00, 0x09)) + list(range(0x0a, 0x20)) + list(range(0x7f, 0xa0))}
 _CONTROL.update({0x0a: "\\n", 0x0d: "\\r"})
 _CONTROL.update({c: f"\\u{c:04x}" for c in (0x2028, 0x2029, 0x202e)})
+# Lone surrogates: os.environ and os.listdir turn bytes that are not UTF-8 into U+DC80..U+DCFF.
+# A strict UTF-8 stream cannot encode them (printing one was an internal error): show the byte.
+_CONTROL.update({c: f"\\u{c:04x}" for c in range(0xD800, 0xE000)})
+_CONTROL.update({0xDC00 + b: f"\\x{b:02x}" for b in range(0x80, 0x100)})
 
 
 def printable(text: object) -> str:
-    """`text` with control characters escaped (\\n, \\x1b, ...), safe to put in one log line."""
+    """`text` with control characters escaped (\\n, \\x1b, ...), undecodable bytes as \\xNN: one safe log line."""
     return str(text).translate(_CONTROL)
 
 

@@ -86,7 +86,7 @@ def gather_facts(env: Mapping[str, str]) -> HostFacts:
         entries = frozenset()
     bins = sorted(glob.glob(layout.PG_BIN_GLOB), key=_major)
     content, error = None, None
-    if env.get("PGSSLKEY_PASSWORD_FILE"):
+    if env.get("PGSSLKEY_PASSWORD_FILE") and (env.get("PGSSLMODE") or "").strip() != "disable":
         content, error = _read_text(env["PGSSLKEY_PASSWORD_FILE"], reader.SECRET_TEXT)
     namespace, _ = _read_text(layout.SERVICE_ACCOUNT_NAMESPACE, reader.SMALL_TEXT)
     return HostFacts(cert_dir_entries=entries, service_account_namespace=(namespace or "").strip() or None,
@@ -131,7 +131,7 @@ def plan(env: Mapping[str, str], argv: Sequence[str]) -> Plan:
     child_env = exec_environment(env, settings, paths, user)
     problems = check_directories(settings, user.who())
     try:
-        command = resolve_command(list(argv) or patroni_command(settings.paths.config_file), child_env)
+        command = resolve_command(list(argv) or patroni_command(settings.paths.config_file), child_env, user)
     except InputError as err:
         problems += list(err.problems)
         command = []
@@ -189,17 +189,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     except RenderBug as err:
         print(f"patroni-citus-k8s: bug: {err}", file=sys.stderr)
         return 1
-    print(printable_lines(check_report(p.settings, p.material)))
+    print(check_report(p.settings, p.material))
     return 0
 
 
-def printable_lines(text: str) -> str:
-    """`text` with control characters escaped line by line (certificate fields may hold anything)."""
-    return "\n".join(printable(line) for line in text.split("\n"))
-
-
 def check_report(settings: Settings, material: TlsMaterial) -> str:
-    """A readable summary of what run would do, for people and CI logs."""
+    """A readable summary of what run would do, for people and CI logs.
+
+    Each line is escaped on its own before they are joined: a certificate field holding a
+    newline stays inside its line instead of forging the next one.
+    """
     lines = [
         f"PGSSLMODE            {settings.mode}",
         f"server ssl           {'on' if settings.server_ssl and material.server else 'off'}"
@@ -229,4 +228,4 @@ def check_report(settings: Settings, material: TlsMaterial) -> str:
         lines.append(f"CA bundle            {settings.tls.ca_file} ({len(material.cas)} certificate(s))")
     lines += [f"warning: {w}" for w in material.warnings]
     lines.append("result               would start")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)

@@ -20,6 +20,7 @@ from typing import List, Optional, Tuple
 
 from entrypoint.boot.settings import Settings
 from entrypoint.errors import Problem
+from entrypoint.pki import reader
 
 RUNTIME_MODE = 0o700  # staged keys and pgpass live here
 SOCKET_MODE = 0o2775
@@ -43,6 +44,7 @@ class Need:
     path: str
     mode: int
     fix: str
+    writes_into: bool = False  # the entrypoint writes files here itself (boot.fsops), never through a link
 
 
 def needs(settings: Settings) -> List[Need]:
@@ -50,10 +52,10 @@ def needs(settings: Settings) -> List[Need]:
     p = settings.paths
     config_dir = os.path.dirname(p.config_file)
     out = [Need("PCK_RUNTIME_DIR", p.runtime_dir, RUNTIME_MODE,
-                "mount an emptyDir there (medium: Memory), or start as root so the entrypoint creates it")]
+                "mount an emptyDir there (medium: Memory), or start as root so the entrypoint creates it", True)]
     if config_dir != p.runtime_dir:
         out.append(Need("PCK_CONFIG_FILE", config_dir, RUNTIME_MODE,
-                        "point PCK_CONFIG_FILE into a directory the container user can write (the runtime dir)"))
+                        "point PCK_CONFIG_FILE into a directory the container user can write (the runtime dir)", True))
     out.append(Need("PCK_SOCKET_DIR", p.socket_dir, SOCKET_MODE,
                     "mount an emptyDir there, or point PCK_SOCKET_DIR at a directory the run user can write"))
     return out
@@ -83,7 +85,14 @@ def _first_existing(path: str) -> Tuple[str, os.stat_result]:
 
 
 def _dir_problem(need: Need, who: Who) -> Optional[Problem]:
-    found, st = _first_existing(need.path)
+    try:
+        found, st = _first_existing(need.path)
+    except OSError as exc:  # a symbolic link loop on the way, a name too long, ...
+        return Problem(need.var, f"{need.path}: {reader.why(exc)}", need.fix)
+    if found == need.path and stat.S_ISLNK(st.st_mode) and need.writes_into:
+        return Problem(need.var, f"{need.path} is a symbolic link (to {os.path.realpath(need.path)}); the entrypoint "
+                                 "never writes through one, so a link planted there cannot redirect root's writes",
+                       f"set {need.var} to the directory itself ({os.path.realpath(need.path)}), or mount it there")
     if found == need.path and stat.S_ISLNK(st.st_mode):
         try:
             st = os.stat(found)  # a link to a directory is used where it points, never replaced
@@ -115,20 +124,19 @@ def _data_dir_problem(settings: Settings, who: Who) -> Optional[Problem]:
         st = None
     except NotADirectoryError:
         return Problem(var, f"{data_dir} lies under a file that is not a directory", "give a directory path")
+    except OSError as exc:
+        return Problem(var, f"{data_dir}: {reader.why(exc)}", "give a directory path without a link loop")
     if st is not None:
         return None if stat.S_ISDIR(st.st_mode) else Problem(var, f"{data_dir} exists and is not a directory",
                                                               "point it at a directory (or a path that does not exist)")
     parent = os.path.dirname(data_dir)
+    if who.root and os.path.isdir(parent) and claimable(parent, os.stat(parent)):
+        return None  # a fresh volume: make_directories hands it to the run user
     need = Need(var, parent, DATA_PARENT_MODE, "mount a volume the run user can write (fsGroup on Kubernetes), or an "
-                                               "empty volume there, or point PATRONI_POSTGRESQL_DATA_DIR into one")
-    problem = _dir_problem(need, who)
-    if problem or not os.path.isdir(parent):
-        return problem
-    pst = os.stat(parent)
-    if writable_by(pst, Who(who.uid, who.gid, who.groups, False)) or claimable(parent, pst):
-        return None
-    return Problem(var, f"its parent {parent} is not writable by uid {who.uid}, and Patroni must create (and after "
-                        "a re-initialisation re-create) the data directory there", need.fix)
+                                               "empty volume there, or point PATRONI_POSTGRESQL_DATA_DIR into one; "
+                                               "Patroni must create (and after a re-initialisation re-create) the "
+                                               "data directory in it")
+    return _dir_problem(need, who)
 
 
 def claimable(path: str, st: os.stat_result) -> bool:

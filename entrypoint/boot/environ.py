@@ -37,6 +37,14 @@ TOOLING_VARIABLES = (
     "PCK_DEBIAN_MIRROR", "PCK_BENCH_TAG", "PCK_TEST_NET",
 )
 
+# The PGSSL* variables libpq reads (PostgreSQL 15 to 17) and the two the entrypoint adds.
+# Any other PGSSL* name is a typo: PGSSLMDOE=verify-full would leave every link at prefer.
+SSL_VARIABLES = (
+    "PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PGSSLKEY_PASSWORD", "PGSSLKEY_PASSWORD_FILE",
+    "PGSSLCRL", "PGSSLCRLDIR", "PGSSLSNI", "PGSSLCOMPRESSION", "PGSSLCERTMODE", "PGSSLMINPROTOCOLVERSION",
+    "PGSSLMAXPROTOCOLVERSION", "PGSSLNEGOTIATION",
+)
+
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -45,6 +53,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
                    r"|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?|\*)$")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,62}$")
+# File systems allow 255 bytes per name; the entrypoint writes temporary names beside its
+# files (".<name>.<12 hex digits>"), so a product path's names get 200. PATH_MAX is 4096.
+MAX_NAME_BYTES = 200
+MAX_PATH_BYTES = 4000
 
 
 class Env:
@@ -100,6 +112,10 @@ class Env:
         if os.path.normpath(value) in ("/", "//"):
             self.bad.add(name, f"{value!r} is the root directory",
                          "give a directory of its own (on Kubernetes, an emptyDir or volume mounted there)")
+            return default
+        too_long = _length_problem(value)
+        if too_long:
+            self.bad.add(name, too_long, "use shorter names")
             return default
         return os.path.normpath(value)
 
@@ -158,6 +174,17 @@ class Env:
         return value
 
 
+def _length_problem(path: str) -> Optional[str]:
+    shown = repr(path if len(path) <= 60 else path[:60] + "...")
+    longest = max(len(part.encode()) for part in path.split("/"))
+    if longest > MAX_NAME_BYTES:
+        return (f"{shown} has a name of {longest} bytes; at most {MAX_NAME_BYTES} fit here (file systems allow 255, "
+                "and the entrypoint writes temporary names beside its files)")
+    if len(path.encode()) > MAX_PATH_BYTES:
+        return f"{shown} is {len(path.encode())} bytes long, more than {MAX_PATH_BYTES}"
+    return None
+
+
 def host_problem(host: str) -> Optional[str]:
     """Why `host` cannot be the host of a listen or connect address, or None."""
     if not host:
@@ -172,11 +199,17 @@ def host_problem(host: str) -> Optional[str]:
 
 
 def unknown_variables(values: Mapping[str, str], bad: Collector) -> None:
-    """A PCK_* variable that is neither the product's nor the project tooling's is a typo: say which it resembles."""
-    known = PRODUCT_VARIABLES + TOOLING_VARIABLES
+    """A PCK_* or PGSSL* variable that neither the product, its tooling nor libpq reads is a typo: say which it
+    resembles."""
     for name in sorted(values):
-        if name.startswith("PCK_") and name not in known:
-            close = difflib.get_close_matches(name, PRODUCT_VARIABLES, n=1, cutoff=0.6)
-            bad.add(name, "is not a variable patroni-citus-k8s knows (a typo is silently ignored elsewhere)",
-                    f"did you mean {close[0]}?" if close else
-                    "remove it; README.md lists every PCK_* variable")
+        if name.startswith("PCK_") and name not in PRODUCT_VARIABLES + TOOLING_VARIABLES:
+            _typo(bad, name, PRODUCT_VARIABLES, "patroni-citus-k8s", "README.md lists every PCK_* variable")
+        elif name.startswith("PGSSL") and name not in SSL_VARIABLES:
+            _typo(bad, name, SSL_VARIABLES, "libpq or patroni-citus-k8s", "README.md and libpq's documentation list "
+                                                                          "the PGSSL* variables")
+
+
+def _typo(bad: Collector, name: str, known: tuple, reader: str, where: str) -> None:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    bad.add(name, f"is not a variable {reader} knows (a typo is silently ignored elsewhere)",
+            f"did you mean {close[0]}?" if close else f"remove it; {where}")

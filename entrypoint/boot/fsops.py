@@ -80,12 +80,12 @@ def publish_set(directory: str, link: str, files: Mapping[str, Tuple[bytes, int]
         generation = _unique(dir_fd, GENERATION_PREFIX, lambda n: os.mkdir(n, 0o755, dir_fd=dir_fd))
         try:
             _fill(dir_fd, generation, files, owner)
-            _switch(dir_fd, link, generation, owner)
+            _switch(dir_fd, link, generation, owner, _owners(owner))
         except BaseException:
             _remove(dir_fd, generation)
             raise
         os.fsync(dir_fd)
-        _prune(dir_fd, keep={generation, previous, link})
+        _prune(dir_fd, keep={generation, previous, link}, owners=_owners(owner))
         return generation
     finally:
         os.close(dir_fd)
@@ -107,12 +107,22 @@ def _fill(dir_fd: int, generation: str, files: Mapping[str, Tuple[bytes, int]],
         os.close(gen_fd)
 
 
-def _switch(dir_fd: int, link: str, generation: str, owner: Optional[Tuple[int, int]]) -> None:
-    """Make `link` point at `generation` with one rename; a real directory in its place is moved aside first."""
+def _owners(owner: Optional[Tuple[int, int]]) -> set:
+    """Whose entries in the directory are ours to remove: this process's, and the run user's we stage for."""
+    return {os.geteuid()} | ({owner[0]} if owner is not None else set())
+
+
+def _switch(dir_fd: int, link: str, generation: str, owner: Optional[Tuple[int, int]], owners: set) -> None:
+    """Make `link` point at `generation` with one rename; a real directory of ours in its place is moved aside first.
+
+    Someone else's entry at `link` (a shared directory) is not ours to remove: OSError.
+    """
     try:
         st = os.lstat(link, dir_fd=dir_fd)
     except FileNotFoundError:
         st = None
+    if st is not None and st.st_uid not in owners:
+        raise OSError(errno.EEXIST, f"{link} exists and belongs to uid {st.st_uid}, not to this product", link)
     if st is not None and not stat.S_ISLNK(st.st_mode):
         # An older layout (a plain tls/ directory) or something planted: moved away, never followed.
         aside = _unique(dir_fd, ".old-", lambda n: os.rename(link, n, src_dir_fd=dir_fd, dst_dir_fd=dir_fd))
@@ -134,9 +144,15 @@ def _target(dir_fd: int, link: str) -> Optional[str]:
         return None
 
 
-def _prune(dir_fd: int, keep: set) -> None:
+def _prune(dir_fd: int, keep: set, owners: set) -> None:
+    """Remove older generations and leftovers of ours; other users' entries (a shared directory) stay."""
     for name in os.listdir(dir_fd):
         if name in keep or not (name.startswith(GENERATION_PREFIX) or name.startswith((".link-", ".old-"))):
+            continue
+        try:
+            if os.lstat(name, dir_fd=dir_fd).st_uid not in owners:
+                continue
+        except OSError:
             continue
         _remove(dir_fd, name)
 

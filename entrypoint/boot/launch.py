@@ -108,18 +108,73 @@ def patroni_command(config_file: str) -> list:
     return [binary, config_file]
 
 
-def resolve_command(argv: Sequence[str], env: Mapping[str, str]) -> list:
-    """`argv` with its program found on the exec environment's PATH; raises InputError before anything is written."""
+def resolve_command(argv: Sequence[str], env: Mapping[str, str], user: Optional[RunUser] = None) -> list:
+    """`argv` with its program found on the exec environment's PATH; raises InputError before anything is written.
+
+    Root finds the program, but the run user execs it after the drop: with `user`, the
+    program and every directory on the way to it must let that user through.
+    """
     found = shutil.which(argv[0], path=env.get("PATH", os.defpath)) if argv else None
     if not found or os.path.isdir(found):
         raise InputError([Problem("run --", f"{argv[0] if argv else '(nothing)'!r} is not an executable program "
                                             f"on PATH ({env.get('PATH', os.defpath)})",
                                   "give the full path of the program to exec, or install it in the image")])
+    why = _not_executable_by(found, user) if user is not None and os.geteuid() == 0 else None
+    if why:
+        raise InputError([Problem("run --", f"{found} cannot be executed by {user.name if user else ''}, the user it "
+                                            f"runs as after the privilege drop: {why}",
+                                  "make it (and the directories on the way) executable by that user, or install "
+                                  "it where that user can reach it")])
     return [found] + list(argv[1:])
 
 
+def _permits(st: os.stat_result, user: RunUser, bits: int) -> bool:
+    """Whether the mode bits give `user` all of `bits` (4 read, 1 execute/search)."""
+    if st.st_uid == user.uid:
+        granted = st.st_mode >> 6
+    elif st.st_gid == user.gid or st.st_gid in user.groups:
+        granted = st.st_mode >> 3
+    else:
+        granted = st.st_mode
+    return granted & bits == bits
+
+
+def _not_executable_by(path: str, user: RunUser) -> Optional[str]:
+    """Why `user` could not exec `path` (judged from mode bits), or None."""
+    real = os.path.realpath(path)
+    directory = os.path.dirname(real)
+    while True:
+        if not _permits(os.stat(directory), user, 1):
+            return f"it cannot enter {directory}"
+        if directory == "/":
+            break
+        directory = os.path.dirname(directory)
+    st = os.stat(real)
+    if not _permits(st, user, 1):
+        return f"{real} has no execute permission for it (mode {st.st_mode & 0o7777:04o})"
+    if _is_script(real) and not _permits(st, user, 4):
+        return f"{real} is a script and it cannot read it (mode {st.st_mode & 0o7777:04o})"
+    return None
+
+
+def _is_script(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return os.read(fd, 2) == b"#!"
+    finally:
+        os.close(fd)
+
+
 def exec_command(argv: Sequence[str], env: Mapping[str, str]) -> None:
-    """Replace this process: the container's PID 1 becomes Patroni (or the given command)."""
+    """Replace this process: the container's PID 1 becomes Patroni (or the given command). Raises InputError."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execvpe(argv[0], list(argv), dict(env))
+    try:
+        os.execvpe(argv[0], list(argv), dict(env))
+    except OSError as exc:
+        raise InputError([Problem("run --", f"cannot exec {argv[0]}: {exc.strerror or exc}",
+                                  "give a program the run user can execute (a binary or a script with #!)")],
+                         outcome="it was not started") from None

@@ -91,6 +91,7 @@ def check_material(settings: Settings, files: FileContents, now: datetime.dateti
         ignored = [v for v, given in (("PGSSLCERT", settings.tls.cert_explicit),
                                       ("PGSSLKEY", settings.tls.key_explicit),
                                       ("PGSSLROOTCERT", settings.tls.ca_explicit)) if given]
+        ignored += settings.tls.key_password_vars
         if ignored:
             warnings.append(f"PGSSLMODE=disable: {', '.join(ignored)} ignored (no certificate is read or served)")
     extra = check_patroni_files(bad, warnings, settings, files, cas, now)

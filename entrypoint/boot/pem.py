@@ -19,6 +19,7 @@ from entrypoint.pki.keys import SUPPORTED_PRIVATE_KEYS, key_matches
 from entrypoint.pki.load import (
     PEM_CERTIFICATE,
     fully_parsed,
+    kdf_work_problem,
     key_is_encrypted,
     key_pem,
     load_certificates,
@@ -92,6 +93,11 @@ def parse_key(bad: Collector, data: bytes, path: str, var: str, password: Option
     if encrypted and password is None:
         fix = f"set {password_var}, or mount an unencrypted key" if password_var else "mount an unencrypted key"
         bad.add(var, f"{path} is encrypted and no passphrase is given", fix)
+        return None
+    too_costly = kdf_work_problem(data) if encrypted else None
+    if too_costly:
+        bad.add(var, f"{path} {too_costly}", "encrypt it again with an ordinary iteration count (openssl pkcs8 "
+                                             "-topk8 -v2 aes-256-cbc -iter 100000), or mount it unencrypted")
         return None
     try:
         key = load_private_key(data, password if encrypted else None)

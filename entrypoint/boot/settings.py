@@ -98,6 +98,7 @@ class TlsFiles:
     key_explicit: bool
     ca_explicit: bool
     cert_present: bool  # a certificate file is expected to be there
+    key_password_vars: tuple = ()  # PGSSLKEY_PASSWORD and/or _FILE, when given (disable ignores them)
     patroni_files: Mapping[str, str] = field(default_factory=dict)  # Patroni TLS file variable -> path
     patroni_passwords: Mapping[str, str] = field(default_factory=dict)  # its passphrase variables -> value
 
@@ -215,7 +216,7 @@ def parse_settings(values: Mapping[str, str], facts: HostFacts = HostFacts()) ->
     given_mode = _mode(env, bad)  # None when PGSSLMODE is not a mode (already a problem)
     mode = given_mode or sslmode.get(sslmode.DEFAULT)
     tls = _tls_files(env, facts, bad)
-    key_password = _key_password(env, facts, bad)
+    key_password = _key_password(env, facts, bad) if mode.uses_tls else None  # disable reads no TLS file
     mtls = _mutual_tls(env, given_mode, bad)
     tuning = _tuning(env, bad)
     paths = _paths(env, facts, bad)
@@ -223,11 +224,23 @@ def parse_settings(values: Mapping[str, str], facts: HostFacts = HostFacts()) ->
     addresses = _addresses(env, mode, identity, bad)
     users = _users(env, bad)
     citus = _citus(env, bad)
+    _check_socket_path(bad, paths, addresses)
     if given_mode is not None:
         _check_patroni_agrees(bad, env, given_mode, mtls.enabled)
     bad.raise_if_any()
     return Settings(mode=mode, tls=tls, key_password=key_password, mtls=mtls, paths=paths, identity=identity,
                     addresses=addresses, users=users, citus=citus, tuning=tuning)
+
+
+UNIX_SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1: PostgreSQL refuses a longer socket path
+
+
+def _check_socket_path(bad: Collector, paths: Paths, addresses: Addresses) -> None:
+    socket = os.path.join(paths.socket_dir, f".s.PGSQL.{addresses.listen.port}")
+    if len(socket.encode()) > UNIX_SOCKET_PATH_MAX:
+        bad.add("PCK_SOCKET_DIR", f"the socket path {socket} is {len(socket.encode())} bytes, more than a Unix socket "
+                                  f"path may be ({UNIX_SOCKET_PATH_MAX}): PostgreSQL would refuse to start",
+                f"use a shorter directory, such as {layout.SOCKET_DIR}")
 
 
 def _mode(env: Env, bad: Collector) -> Optional[Mode]:
@@ -256,6 +269,7 @@ def _tls_files(env: Env, facts: HostFacts, bad: Collector) -> TlsFiles:
         cert_explicit=env.given("PGSSLCERT"), key_explicit=env.given("PGSSLKEY"),
         ca_explicit=env.given("PGSSLROOTCERT"),
         cert_present=env.given("PGSSLCERT") or os.path.basename(cert_file) in entries,
+        key_password_vars=tuple(v for v in ("PGSSLKEY_PASSWORD", "PGSSLKEY_PASSWORD_FILE") if env.given(v)),
         patroni_files={var: path for var in PATRONI_TLS_FILE_VARS for path in [env.optional_path(var)] if path},
         patroni_passwords={f.password_var: env.get(f.password_var) for f in PATRONI_TLS_FILES
                            if f.password_var and env.given(f.password_var)})

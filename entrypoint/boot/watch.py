@@ -75,15 +75,24 @@ class CertWatcher:
         self.applied = fingerprint(read_files(self.sources))
         self.refused: Optional[str] = None
         self.refused_at = 0.0
+        self.error: Optional[str] = None  # the last error logged, so a lasting one is not logged every look
+        self.error_at = 0.0
 
     def step(self, settle: float = SETTLE_SECONDS) -> str:
         """Look once. Returns 'unchanged', 'applied', 'refused' or 'error'; never raises an Exception."""
         try:
             return self._step(settle)
         except Exception as exc:  # noqa: BLE001 - one bad look must not end rotation for good
-            self.seen = ()  # look again next time
-            self.log(f"error in this look, retrying: {type(exc).__name__}: {printable(exc)}")
-            return "error"
+            return self._error(f"error in this look, retrying: {type(exc).__name__}: {printable(exc)}")
+
+    def _error(self, message: str) -> str:
+        """Look again next time; log `message` when it is new, and once a minute while it lasts."""
+        self.seen = ()
+        now = time.monotonic()
+        if message != self.error or now - self.error_at >= REPEAT_ERROR_SECONDS:
+            self.log(message)
+            self.error, self.error_at = message, now
+        return "error"
 
     def _step(self, settle: float) -> str:
         signature = stat_signature(self.sources)
@@ -113,7 +122,12 @@ class CertWatcher:
         if plan_paths(self.settings, material) != self.paths:
             return self._refuse(current, "the set of TLS files changed (a CA or client pair appeared or vanished); "
                                          "the running certificate is kept until the pod restarts")
-        stage_material(self.settings, material, self.uid, self.gid)  # one rename: old set or new set, never half
+        try:
+            stage_material(self.settings, material, self.uid, self.gid)  # one rename: old set or new, never half
+        except OSError as exc:  # a full or read-only runtime dir: the old set is still whole, try again later
+            return self._error(f"could not stage the new TLS material in {printable(self.settings.paths.runtime_dir)}"
+                               f": {printable(reader.why(exc))}; the running certificate is kept, retrying")
+        self.error = None
         for warning in material.warnings:
             self.log(f"warning: {printable(warning)}")
         self.applied, self.refused, self.seen = current, None, signature
@@ -199,7 +213,7 @@ def _watch(settings: Settings, uid: int, gid: int, groups: tuple, paths: StagedP
     def notify() -> None:
         # Patroni reloads PostgreSQL and its REST certificate on its next HA cycle
         # (up to loop_wait later); the postmaster reloads its SSL files at once.
-        for target in (parent, postmaster_pid(settings.paths.data_dir)):
+        for target in (parent, postmaster_pid(settings.paths.data_dir, uid)):
             if target:
                 try:
                     os.kill(target, signal.SIGHUP)
@@ -222,13 +236,16 @@ def _watch(settings: Settings, uid: int, gid: int, groups: tuple, paths: StagedP
             break
 
 
-def postmaster_pid(data_dir: str) -> Optional[int]:
-    """The running postmaster's PID from postmaster.pid (read safely: the run user owns the file), or None."""
+def postmaster_pid(data_dir: str, uid: int) -> Optional[int]:
+    """The running postmaster's PID from postmaster.pid, or None.
+
+    The run user writes that file, so what it names is trusted only when it is a process of
+    the run user: a watcher that stayed root must not SIGHUP whatever PID the file says.
+    """
     try:
         pid = int(reader.read_file(os.path.join(data_dir, "postmaster.pid"), reader.SMALL_TEXT).split(b"\n")[0])
-        if pid <= 1:
+        if pid <= 1 or os.stat(f"/proc/{pid}").st_uid != uid:
             return None
-        os.kill(pid, 0)
     except (OSError, ValueError):
         return None
     return pid

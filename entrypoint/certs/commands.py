@@ -10,7 +10,7 @@ from typing import List, Mapping, Optional, TextIO
 from entrypoint.certs.crls import DEFAULT_CRL_DAYS
 from entrypoint.certs.issue import DEFAULT_CA_DAYS, DEFAULT_SERVER_DAYS
 from entrypoint.certs.names import DEFAULT_COORDINATOR_REPLICAS, DEFAULT_GROUPS, DEFAULT_WORKER_REPLICAS
-from entrypoint.errors import EXIT_BAD_INPUT, EXIT_OK, InputError, Problem
+from entrypoint.errors import EXIT_BAD_INPUT, EXIT_OK, InputError, Problem, printable
 from entrypoint.pki.keys import DEFAULT_KEY_TYPE, KEY_TYPE_NAMES
 
 
@@ -270,7 +270,7 @@ def run_inspect(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO 
     else:
         print(inspect.render_text(report), file=out)
     for warning in report.warnings:
-        print(f"certs inspect: warning: {warning}", file=err)
+        print(f"certs inspect: warning: {printable(warning)}", file=err)
     if report.problems:
         return _fail("inspect", report.problems, err)
     return EXIT_OK

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from entrypoint.errors import Problem
+from entrypoint.errors import Problem, printable
 from entrypoint.pki import reader
 from entrypoint.pki.chain import chains_to
 from entrypoint.pki.keys import describe_key, key_matches
@@ -299,7 +299,11 @@ def report_json(report: Report) -> dict:
 
 
 def render_text(report: Report) -> str:
-    """Return the report as text for a terminal, one block per certificate and key."""
+    """Return the report as text for a terminal, one block per certificate and key.
+
+    Subjects, names and file names may hold anything (a newline, ESC): each line is
+    escaped on its own, so a field can neither forge a line nor drive the terminal.
+    """
     lines: list[str] = []
     for info in report.certificates:
         lines.append(f"{info.label}: certificate{' (CA)' if info.is_ca else ''}")
@@ -322,4 +326,4 @@ def render_text(report: Report) -> str:
         else:
             matches = ", ".join(key.matches) if key.matches else "no certificate given here"
             lines.append(f"{key.label}: private key {key.key_type}, matches {matches}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)

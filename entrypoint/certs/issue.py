@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from entrypoint.pki.keys import key_matches, key_type
+from entrypoint.pki.load import fully_parsed, load_certificates
 from entrypoint.pki.names import general_names
 
 DEFAULT_CA_DAYS = 3650
@@ -110,7 +111,9 @@ def issue_client_cert(ca_cert: x509.Certificate, ca_key: Any, key: Any, user: st
 
 def load_ca(cert_pem_bytes: bytes, key_pem_bytes: bytes) -> Tuple[x509.Certificate, Any]:
     """Return the CA certificate and key from PEM; raises ValueError if unusable as a CA, TypeError if encrypted."""
-    cert = x509.load_pem_x509_certificate(cert_pem_bytes)
+    cert = load_certificates(cert_pem_bytes)[0]
+    if not fully_parsed(cert):
+        raise ValueError("the CA certificate is damaged (its fields do not parse, e.g. an extension given twice)")
     key = serialization.load_pem_private_key(key_pem_bytes, password=None)
     if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         raise ValueError(f"the CA key is {type(key).__name__}; only RSA and ECDSA keys are supported")

@@ -42,10 +42,16 @@ def test_root_is_never_a_product_directory(var, value):
 
 @pytest.mark.parametrize("typo, meant", [("PCK_CLIENT_CERT_AUTHH", "PCK_CLIENT_CERT_AUTH"),
                                          ("PCK_RUNTIMEDIR", "PCK_RUNTIME_DIR"),
-                                         ("PCK_CERT_WATCH_INTERVALL", "PCK_CERT_WATCH_INTERVAL")])
+                                         ("PCK_CERT_WATCH_INTERVALL", "PCK_CERT_WATCH_INTERVAL"),
+                                         ("PGSSLMDOE", "PGSSLMODE"), ("PGSSLROOTCRT", "PGSSLROOTCERT"),
+                                         ("PGSSLKEY_PASWORD_FILE", "PGSSLKEY_PASSWORD_FILE")])
 def test_a_misspelled_variable_is_refused_with_the_one_it_resembles(typo, meant):
     found = problems(**{typo: "true"})
     assert typo in found and meant in found[typo].fix
+
+
+def test_libpqs_own_ssl_variables_are_not_typos():
+    parsed(PGSSLSNI="1", PGSSLCRL="/x/crl.pem", PGSSLCOMPRESSION="0", PGSSLMINPROTOCOLVERSION="TLSv1.2")
 
 
 def test_tooling_variables_of_the_project_are_not_typos():
@@ -102,3 +108,17 @@ def test_numbers_out_of_their_sane_range_are_refused(var, value):
 @pytest.mark.parametrize("value, seconds", [("0", 0.0), ("0.2", 0.2), ("3600", 3600.0), (" 5 ", 5.0)])
 def test_watch_interval_bounds(value, seconds):
     assert parsed(PCK_CERT_WATCH_INTERVAL=value).tuning.watch_interval == seconds
+
+
+@pytest.mark.parametrize("var", ["PCK_RUNTIME_DIR", "PCK_CONFIG_FILE", "PCK_SOCKET_DIR", "PATRONI_POSTGRESQL_DATA_DIR",
+                                 "PGSSLCERT"])
+@pytest.mark.parametrize("value", ["/x/" + "n" * 201, "/" + "/".join(["d" * 100] * 41)])
+def test_paths_no_file_system_takes_are_refused(var, value):
+    found = problems(**{var: value})
+    assert var in found and "bytes" in found[var].what
+
+
+def test_a_socket_path_longer_than_sun_path_is_refused():
+    found = problems(PCK_SOCKET_DIR="/" + "s" * 93)  # "/sss...s/.s.PGSQL.5432" is 108 bytes
+    assert "PCK_SOCKET_DIR" in found and "107" in found["PCK_SOCKET_DIR"].what
+    parsed(PCK_SOCKET_DIR="/" + "s" * 92)

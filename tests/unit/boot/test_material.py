@@ -58,6 +58,18 @@ def test_disable_reads_nothing():
     assert (material.server, material.ca_pem, material.warnings) == (None, None, ())
 
 
+def test_disable_ignores_a_stale_passphrase_file_it_could_not_read():
+    """The recovery path: a password file left in the pod spec, now missing, must not stop a disable start."""
+    from entrypoint.boot.settings import parse_settings
+    from tests.unit.conftest import env_with, facts
+
+    env = env_with(PGSSLMODE="disable", PGSSLKEY_PASSWORD_FILE="/gone/key.pass", PGSSLKEY_PASSWORD="x")
+    settings = parse_settings(env, facts(key_password_file_error="No such file or directory"))
+    assert settings.key_password is None
+    (warning,) = check(settings, {}).warnings
+    assert "PGSSLKEY_PASSWORD, PGSSLKEY_PASSWORD_FILE ignored" in warning
+
+
 @pytest.mark.parametrize("mode", TLS_MODES)
 def test_key_cert_mismatch(mode, ca, node, node_files):
     other = ca.issue("other.example")

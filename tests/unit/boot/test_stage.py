@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import stat
 
 import pytest
@@ -228,3 +229,26 @@ def test_root_does_not_follow_a_link_planted_in_the_runtime_dir(tmp_path, node_f
         pass  # refusing is fine; following is not
     assert os.stat(victim).st_uid == 0 and os.listdir(victim) == []
     assert not os.path.samefile(run / "tls", victim)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="entries of another user need root to make")
+def test_other_users_entries_in_a_shared_runtime_dir_are_left_alone(tmp_path, node_files):
+    """A 1777 runtime dir: someone else's tls.* and .link-* are not ours to prune, nor their tls/ to replace."""
+    run = tmp_path / "run"
+    run.mkdir()
+    run.chmod(0o1777)
+    theirs = [run / "tls.theirs", run / ".link-theirs"]
+    theirs[0].write_text("theirs")
+    theirs[1].mkdir()
+    for path in theirs:
+        os.chown(path, 65534, 65534)
+    _, _, paths = staged(tmp_path, node_files)
+    assert all(p.exists() for p in theirs) and open(paths.server_key, "rb").read()
+    for path in [p for p in run.iterdir() if p not in theirs]:
+        path.unlink() if path.is_symlink() else shutil.rmtree(path)
+    (run / "tls").mkdir()
+    os.chown(run / "tls", 65534, 65534)
+    settings = settings_for("verify-full", PCK_RUNTIME_DIR=str(run))
+    with pytest.raises(OSError, match="belongs to uid 65534"):
+        stage_material(settings, check(settings, node_files), UID, GID)
+    assert sorted(p.name for p in run.iterdir()) == sorted([".link-theirs", "tls", "tls.theirs"])

@@ -135,3 +135,14 @@ def test_key_file_modes_postgresql_refuses_are_warned(tmp_path, material):
 def test_key_mode_rule_is_postgresqls(uid, mode, refused):
     st = os.stat_result((0o100000 | mode, 0, 0, 1, uid, 0, 0, 0, 0, 0))
     assert (certinspect.key_mode_warning("k.key", st) is not None) == refused
+
+
+def test_text_report_escapes_fields_that_hold_control_characters():
+    from tests.support import forge
+
+    ca = TestCA("inspect CA")
+    pair = forge.with_subject(ca, "evil\nforged: certificate\x1b[2J", "a.example")
+    report = certinspect.inspect_material({"bad\x1b.crt": pair.cert_pem})
+    text = certinspect.render_text(report)
+    assert "\x1b" not in text and "\nforged" not in text
+    assert "evil\\nforged" in text and "bad\\x1b.crt" in text

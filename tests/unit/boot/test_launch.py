@@ -1,0 +1,55 @@
+"""launch.resolve_command: the program run execs must be executable by the user it runs as after the drop."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from entrypoint.boot.launch import RunUser, resolve_command
+from entrypoint.errors import InputError
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the run user differs from the caller only for root")
+
+
+@pytest.fixture
+def scratch():
+    """A directory postgres can enter (pytest's own tmp_path sits under a 0700 directory)."""
+    path = Path(tempfile.mkdtemp(prefix="pck-launch-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def _user(name: str = "postgres") -> RunUser:
+    entry = pwd.getpwnam(name)
+    return RunUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir,
+                   tuple(os.getgrouplist(entry.pw_name, entry.pw_gid)))
+
+
+@needs_root
+@pytest.mark.parametrize("dir_mode, file_mode, words", [
+    (0o700, 0o755, "cannot enter"),
+    (0o755, 0o700, "no execute permission"),
+    (0o755, 0o711, "is a script and it cannot read it"),
+])
+def test_a_program_the_run_user_cannot_exec_is_refused(scratch, dir_mode, file_mode, words):
+    where = scratch / "d"
+    where.mkdir()
+    program = where / "prog"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(file_mode)
+    where.chmod(dir_mode)
+    with pytest.raises(InputError) as err:
+        resolve_command([str(program)], {"PATH": "/usr/bin"}, _user())
+    (problem,) = err.value.problems
+    assert problem.where == "run --" and words in problem.what and "postgres" in problem.what
+
+
+@needs_root
+def test_control_a_program_anyone_may_run_passes():
+    assert resolve_command(["sh", "-c", "true"], {"PATH": "/usr/bin:/bin"}, _user())[0].endswith("/sh")

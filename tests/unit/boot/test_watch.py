@@ -1,0 +1,40 @@
+"""CertWatcher.step over real files in a temporary directory: a lasting error is logged once, not every look."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from entrypoint.boot import watch
+from entrypoint.boot.stage import stage_material
+from tests.unit.conftest import WILDCARD, check, settings_for
+
+
+def _watcher(tmp_path, ca, node, logged):
+    certs, run = tmp_path / "certs", tmp_path / "run"
+    certs.mkdir()
+    run.mkdir()
+    ca.write_dir(str(certs), node)
+    settings = settings_for("verify-full", PCK_CERT_DIR=str(certs), PCK_RUNTIME_DIR=str(run))
+    files = {str(certs / n): (certs / n).read_bytes() for n in os.listdir(certs)}
+    paths = stage_material(settings, check(settings, files), os.getuid(), os.getgid())
+    return certs, watch.CertWatcher(settings, os.getuid(), os.getgid(), paths, lambda: None, logged.append)
+
+
+def test_a_lasting_staging_error_is_logged_once_and_the_set_is_taken_when_it_clears(tmp_path, ca, node, monkeypatch):
+    logged: list = []
+    certs, watcher = _watcher(tmp_path, ca, node, logged)
+    new = ca.issue(WILDCARD)
+    (certs / "server.crt").write_bytes(new.cert_pem)
+    (certs / "server.key").write_bytes(new.key_pem)
+    real = watch.stage_material
+
+    def full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(watch, "stage_material", full)
+    assert [watcher.step(settle=0) for _ in range(5)] == ["error"] * 5
+    assert len(logged) == 1 and "could not stage" in logged[0] and "No space left" in logged[0]
+    monkeypatch.setattr(watch, "stage_material", real)
+    assert watcher.step(settle=0) == "applied"
+    assert watcher.step(settle=0) == "unchanged"
