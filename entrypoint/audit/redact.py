@@ -35,5 +35,17 @@ class Redactor:
         text = _CONNINFO_PASSWORD.sub(lambda m: m.group(1) + REDACTED, text)
         text = _URI_PASSWORD.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
         for secret in sorted(self.secrets - self.public, key=len, reverse=True):
-            text = text.replace(secret, REDACTED)
+            text = self._replace_outside_shown(text, secret)
         return text
+
+    def _replace_outside_shown(self, text: str, secret: str) -> str:
+        """Replace `secret` wherever it is not part of a value shown on purpose (`gres` inside `postgres`)."""
+        shown = [(m.start(), m.end()) for value in self.public if secret in value
+                 for m in re.finditer(re.escape(value), text)]
+        out, start = [], 0
+        for m in re.finditer(re.escape(secret), text):
+            if any(a <= m.start() and m.end() <= b for a, b in shown):
+                continue
+            out += [text[start:m.start()], REDACTED]
+            start = m.end()
+        return "".join(out) + text[start:]

@@ -2,9 +2,8 @@
 OpenSSL (as libpq and PostgreSQL 15 use it) or libpq's own name check refuses.
 
 Where OpenSSL decides, the expectation is grounded first with `openssl verify` on the same files, so the case
-cannot be wrong about OpenSSL. The chain and key rules live in entrypoint/pki/verify.py, which another change
-implements; the cases that wait for it are strict xfails and turn into failures the moment it lands unless
-the xfail is removed.
+cannot be wrong about OpenSSL. The chain and key rules live in entrypoint/pki/verify.py (held to real libpq by
+tests/differential).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from cryptography.x509.oid import NameOID
 from tests.adversarial.conftest import NODE, WILDCARD, assert_refused, invoke, seed_files
 from tests.support.pki import BACKDATE, NOW, issue_leaf, new_key, pem_cert
 
-VERIFY_PENDING = pytest.mark.xfail(strict=True, reason="pki.verify pending")
 
 
 def _not_a_ca(name: str, issuer=None) -> tuple:
@@ -45,7 +43,6 @@ def _openssl_verify(tmp_path, ca_pem: bytes, leaf_pem: bytes, *flags: str) -> su
                            str(tmp_path / "leaf.pem")], capture_output=True, text=True, timeout=10)
 
 
-@VERIFY_PENDING
 def test_an_issuer_without_ca_true_is_refused_at_verify_ca(box, tmp_path):
     root, root_key = _not_a_ca("root without CA:TRUE")
     leaf = issue_leaf(root, root_key, (WILDCARD,), new_key())
@@ -55,7 +52,6 @@ def test_an_issuer_without_ca_true_is_refused_at_verify_ca(box, tmp_path):
     assert_refused(invoke(["check"], box.env(PGSSLMODE="verify-ca")), "PGSSLCERT", stdout_ok=True)
 
 
-@VERIFY_PENDING
 def test_an_intermediate_without_ca_true_is_refused_at_verify_full(box, tmp_path, pki):
     ca, _ = pki
     middle, middle_key = _not_a_ca("intermediate without CA:TRUE", issuer=(ca.cert, ca.key))
@@ -73,7 +69,6 @@ def _write(tmp_path, data: bytes) -> str:
     return str(path)
 
 
-@VERIFY_PENDING
 @pytest.mark.parametrize("mode", ["require", "verify-full"])
 def test_an_rsa_1024_leaf_is_refused(box, tmp_path, pki, mode):
     """PostgreSQL refuses to load it at OpenSSL's default security level ("ee key too small")."""
