@@ -12,10 +12,9 @@ import struct
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from entrypoint import pgwire
 from entrypoint.audit.model import ServedCert
 
-# PostgreSQL's SSLRequest: length 8, then the magic code 1234.5679 (80877103).
-SSL_REQUEST = struct.pack("!II", 8, 80877103)
 # The user named in the plaintext startup probe: it need not exist, pg_hba judges before that.
 PROBE_USER = "patroni_citus_k8s_verify_probe"
 
@@ -53,20 +52,12 @@ def postgres_handshake(host: str, port: int, ca_file: Optional[str], client: Opt
                        timeout: float) -> Handshake:
     """Send PostgreSQL's SSLRequest, then shake hands; returns the Handshake, raises ProbeError."""
     def opener() -> Optional[socket.socket]:
-        sock = _connect(host, port, timeout)
         try:
-            sock.sendall(SSL_REQUEST)
-            answer = sock.recv(1)
+            return pgwire.ssl_request(host, port, timeout)
+        except pgwire.NotPostgres as exc:
+            raise ProbeError(f"{host}:{port}: not a PostgreSQL server ({exc})") from exc
         except OSError as exc:
-            sock.close()
             raise ProbeError(f"{host}:{port}: no answer to the SSLRequest ({_reason(exc)})") from exc
-        if answer == b"N":
-            sock.close()
-            return None
-        if answer != b"S":
-            sock.close()
-            raise ProbeError(f"{host}:{port}: not a PostgreSQL server (answered {answer!r} to the SSLRequest)")
-        return sock
 
     return _handshake(opener, host, port, ca_file, client)
 

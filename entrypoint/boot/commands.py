@@ -163,7 +163,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                                   "PCK_RUNTIME_DIR, PCK_CONFIG_FILE and PCK_SOCKET_DIR must be writable: mount an "
                                   "emptyDir there, or start the container as root")],
                          outcome="nothing was started") from None
-    if settings.tuning.watch_interval > 0 and files_to_read(settings):
+    if settings.transitional:
+        print(f"patroni-citus-k8s: warning: transitional (PCK_TLS_UPGRADE): this member's client links start at "
+              f"sslmode=prefer and tighten to {settings.mode} as soon as every peer serves TLS", file=sys.stderr)
+    if settings.tuning.watch_interval > 0 and files_to_read(settings) or settings.transitional:
         spawn_watcher(settings, user.uid, user.gid, user.groups, paths, lambda: drop_privileges(user))
     drop_privileges(user)
     print(f"patroni-citus-k8s: PGSSLMODE={settings.mode}, ssl="

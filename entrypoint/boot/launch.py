@@ -66,8 +66,8 @@ def exec_environment(env: Mapping[str, str], settings: Settings, paths: StagedPa
     certificate would be sent on links that do not ask for one).
     """
     out = {k: v for k, v in env.items() if k not in DROPPED_VARS}
-    out["PGSSLMODE"] = settings.mode.name
-    _set_or_drop(out, "PGSSLROOTCERT", paths.ca if settings.mode.verifies_ca else None)
+    out["PGSSLMODE"] = settings.links.name
+    _set_or_drop(out, "PGSSLROOTCERT", paths.ca if settings.links.verifies_ca else None)
     _set_or_drop(out, "PGSSLCERT", paths.client_cert if settings.mtls.enabled else None)
     _set_or_drop(out, "PGSSLKEY", paths.client_key if settings.mtls.enabled else None)
     for var in PATRONI_TLS_FILE_VARS:

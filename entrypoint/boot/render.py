@@ -36,8 +36,8 @@ def client_tls_params(settings: Settings, paths: StagedPaths) -> dict:
     `sslrootcert` only where the mode verifies: libpq turns `require` into `verify-ca`
     when it finds a root certificate, and require must mean what it says.
     """
-    params = {"sslmode": settings.mode.name}
-    if settings.mode.verifies_ca and paths.ca:
+    params = {"sslmode": settings.links.name}
+    if settings.links.verifies_ca and paths.ca:
         params["sslrootcert"] = paths.ca
     if settings.mtls.enabled and paths.client_cert and paths.client_key:
         params["sslcert"] = paths.client_cert

@@ -8,7 +8,7 @@ os.environ or the disk: the command-line edge passes both in.
 from __future__ import annotations
 
 import os.path
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Optional
 
 from entrypoint import layout, sslmode
@@ -158,6 +158,7 @@ class Tuning:
     tls_min_version: str
     expiry_warn_days: int
     watch_interval: float  # seconds between looks at the certificate directory; 0 turns the watcher off
+    tls_upgrade: bool = False  # PCK_TLS_UPGRADE: peers may serve no TLS yet (a rolling change of PGSSLMODE)
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,22 @@ class Settings:
     users: Users
     citus: Optional[Citus]
     tuning: Tuning
+    # The sslmode of this member's own client links (replication, rewind, superuser, Citus):
+    # the mode itself, or `prefer` while a rolling change to TLS is under way (PCK_TLS_UPGRADE)
+    # and a peer may still serve none; the watcher tightens it once every peer does.
+    link_mode: Optional[Mode] = None
+
+    @property
+    def links(self) -> Mode:
+        return self.link_mode or self.mode
+
+    @property
+    def transitional(self) -> bool:
+        return self.links is not self.mode
+
+    def tightened(self) -> "Settings":
+        """These settings with every client link at the mode itself."""
+        return replace(self, link_mode=None)
 
     @property
     def server_ssl(self) -> bool:
@@ -227,9 +244,22 @@ def parse_settings(values: Mapping[str, str], facts: HostFacts = HostFacts()) ->
     _check_socket_path(bad, paths, addresses)
     if given_mode is not None:
         _check_patroni_agrees(bad, env, given_mode, mtls.enabled)
+    link_mode = _link_mode(bad, mode, mtls, tuning)
     bad.raise_if_any()
     return Settings(mode=mode, tls=tls, key_password=key_password, mtls=mtls, paths=paths, identity=identity,
-                    addresses=addresses, users=users, citus=citus, tuning=tuning)
+                    addresses=addresses, users=users, citus=citus, tuning=tuning, link_mode=link_mode)
+
+
+def _link_mode(bad: Collector, mode: Mode, mtls: MutualTls, tuning: Tuning) -> Optional[Mode]:
+    """`prefer` for the member's own client links during a rolling change to a mode that refuses plaintext."""
+    if not (tuning.tls_upgrade and mode.requires_tls):
+        return None
+    if mtls.enabled:
+        bad.add("PCK_TLS_UPGRADE", "cannot go with PCK_CLIENT_CERT_AUTH=true: members that still run without TLS "
+                                   "have no client certificate, so the new ones would refuse them",
+                "turn TLS on first (this mode, without mutual TLS), then mutual TLS in a second rolling update")
+        return None
+    return sslmode.get("prefer")
 
 
 UNIX_SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1: PostgreSQL refuses a longer socket path
@@ -316,7 +346,8 @@ def _tuning(env: Env, bad: Collector) -> Tuning:
     return Tuning(tls_min_version=tls_min_version,
                   expiry_warn_days=env.integer("PCK_EXPIRY_WARN_DAYS", EXPIRY_WARN_DAYS, 0, MAX_EXPIRY_WARN_DAYS),
                   watch_interval=env.seconds("PCK_CERT_WATCH_INTERVAL", WATCH_INTERVAL, MIN_WATCH_INTERVAL,
-                                             MAX_WATCH_INTERVAL, off=0.0))
+                                             MAX_WATCH_INTERVAL, off=0.0),
+                  tls_upgrade=env.boolean("PCK_TLS_UPGRADE", False))
 
 
 def _paths(env: Env, facts: HostFacts, bad: Collector) -> Paths:

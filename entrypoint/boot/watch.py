@@ -29,10 +29,12 @@ from typing import Callable, Optional, Tuple
 from entrypoint.boot.material import check_material, files_to_read, read_files
 from entrypoint.boot.settings import Settings
 from entrypoint.boot.stage import StagedPaths, plan_paths, stage_material
+from entrypoint.boot.transition import Tightener
 from entrypoint.errors import InputError, printable
 from entrypoint.pki import reader
 
 PR_SET_PDEATHSIG = 1
+TRANSITION_LOOK_SECONDS = 1.0  # how often a watcher that only waits to tighten links wakes
 REPEAT_ERROR_SECONDS = 60.0
 SETTLE_SECONDS = 0.2
 
@@ -215,10 +217,7 @@ def _watch(settings: Settings, uid: int, gid: int, groups: tuple, paths: StagedP
         # (up to loop_wait later); the postmaster reloads its SSL files at once.
         for target in (parent, postmaster_pid(settings.paths.data_dir, uid)):
             if target:
-                try:
-                    os.kill(target, signal.SIGHUP)
-                except OSError as exc:
-                    _log(f"could not signal pid {target}: {exc.strerror}")
+                _signal(target)
 
     sources = files_to_read(settings)
     if os.geteuid() == 0 and all(readable_by(path, uid, groups) for path in sources):
@@ -226,14 +225,27 @@ def _watch(settings: Settings, uid: int, gid: int, groups: tuple, paths: StagedP
     # After the drop: a change of credentials clears the parent-death signal.
     die_with_parent(parent)
     parent_watch = ParentWatch(parent)
-    watcher = CertWatcher(settings, uid, gid, paths, notify, _log)
     interval = settings.tuning.watch_interval
+    watcher = CertWatcher(settings, uid, gid, paths, notify, _log) if interval > 0 and sources else None
+    tightener = Tightener(settings, paths, uid, gid, lambda: _signal(parent), _log)
     who = "root (the Secret mount is readable by root only)" if os.geteuid() == 0 else f"uid {os.geteuid()}"
-    _log(f"watching {', '.join(printable(s) for s in sources) or 'nothing'} every {interval:g}s as {who}")
+    if watcher is not None:
+        _log(f"watching {', '.join(printable(s) for s in sources)} every {interval:g}s as {who}")
     while parent_watch.alive():
-        watcher.step()
-        if not parent_watch.wait(interval):
+        if watcher is not None:
+            watcher.step()
+        tightener.step()
+        if watcher is None and tightener.done:
+            break  # nothing left to do: the transition is over and no file is watched
+        if not parent_watch.wait(interval if watcher is not None else TRANSITION_LOOK_SECONDS):
             break
+
+
+def _signal(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        _log(f"could not signal pid {pid}: {exc.strerror}")
 
 
 def postmaster_pid(data_dir: str, uid: int) -> Optional[int]:

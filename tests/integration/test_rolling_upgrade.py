@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from tests.support.cluster import LocalCluster, citus_available, wait_for
-from tests.support.rolling import WriteLoop, rolling_restart
+from tests.support.rolling import WriteLoop, prestop_command, rolling_restart
 
 pytestmark = pytest.mark.integration
 
@@ -52,11 +52,11 @@ def _lost(cluster: LocalCluster, loop: WriteLoop, dbname: str = "postgres", grou
 
 
 def test_the_seeds_upgrade_to_verify_ca_completes_with_no_write_lost():
-    with LocalCluster(mode="prefer", members=2, scope="rollup", base_ip=170, with_certs=False) as cluster:
-        primary = cluster.leader()
-        cluster.query(primary, "CREATE TABLE rollcheck (v int PRIMARY KEY)", sslmode="prefer")
+    with LocalCluster(mode="prefer", members=2, scope="rollup", base_ip=180, with_certs=False) as cluster:
+        with cluster.connect(cluster.leader(), sslmode="prefer") as conn:
+            conn.execute("CREATE TABLE rollcheck (v int PRIMARY KEY)")
         with WriteLoop(cluster, "rollcheck") as loop:
-            order = rolling_restart(cluster, _to_tls(cluster, "verify-ca"))
+            order = rolling_restart(cluster, _to_tls(cluster, "verify-ca"), prestop=prestop_command())
             cluster.mode = "verify-ca"
             cluster.wait_healthy(120)
         assert order == [m.name for m in sorted(cluster.members, key=lambda m: m.name, reverse=True)]
@@ -72,11 +72,25 @@ def test_the_seeds_upgrade_to_verify_ca_completes_with_no_write_lost():
         assert "transitional" in replica.log()  # it did start in the transition, and said so
 
 
+def test_without_the_transition_the_first_replica_never_becomes_ready():
+    """The stall the seed's command runs into, reproduced: this is what PCK_TLS_UPGRADE is for."""
+    with LocalCluster(mode="prefer", members=2, scope="rollstall", base_ip=189, with_certs=False) as cluster:
+        def strict_only(member) -> None:
+            member.pair = cluster.ca.issue(member.host, cn=member.name)
+            member.env_extra.update(PGSSLMODE="verify-ca")
+
+        with pytest.raises(TimeoutError, match="ready"):
+            rolling_restart(cluster, strict_only, ready_timeout=45)
+        replica = next(m for m in cluster.members if m.env_extra.get("PGSSLMODE") == "verify-ca")
+        assert "server does not support SSL, but SSL was required" in replica.log()
+
+
 def test_disabling_tls_to_recover_completes_with_no_write_lost():
-    with LocalCluster(mode="verify-ca", members=2, scope="rolldown", base_ip=173) as cluster:
-        cluster.query(cluster.leader(), "CREATE TABLE rollcheck (v int PRIMARY KEY)")
+    with LocalCluster(mode="verify-ca", members=2, scope="rolldown", base_ip=183) as cluster:
+        with cluster.connect(cluster.leader()) as conn:
+            conn.execute("CREATE TABLE rollcheck (v int PRIMARY KEY)")
         with WriteLoop(cluster, "rollcheck") as loop:
-            rolling_restart(cluster, _to_plaintext(cluster))
+            rolling_restart(cluster, _to_plaintext(cluster), prestop=prestop_command())
             cluster.mode = "prefer"
             cluster.wait_healthy(120)
         assert len(loop.acknowledged) > 50 and _lost(cluster, loop) == []
@@ -87,14 +101,17 @@ def test_disabling_tls_to_recover_completes_with_no_write_lost():
 @pytest.mark.skipif(not citus_available(), reason="Citus extension not installed (citus.so absent): it is in no "
                                                   "package registry this project can reach")
 def test_the_seeds_upgrade_of_a_citus_cluster_keeps_distributed_writes():
-    with LocalCluster(mode="prefer", citus_groups=[0, 0, 1], scope="rollcitus", base_ip=176,
+    with LocalCluster(mode="prefer", citus_groups=[0, 0, 1], scope="rollcitus", base_ip=186,
                       with_certs=False) as cluster:
         coordinator = cluster.leader(0)
+        wait_for("the worker registered in pg_dist_node", lambda: cluster.query(
+            coordinator, "SELECT count(*) FROM pg_dist_node WHERE groupid = 1 AND isactive", dbname="citus",
+            sslmode="prefer")[0][0] == 1, 90, 1.0)
         with cluster.connect(coordinator, dbname="citus", sslmode="prefer") as conn:
             conn.execute("CREATE TABLE rollcheck (v int PRIMARY KEY)")
             conn.execute("SELECT create_distributed_table('rollcheck', 'v')")
         with WriteLoop(cluster, "rollcheck", dbname="citus", group=0) as loop:
-            rolling_restart(cluster, _to_tls(cluster, "verify-ca"))
+            rolling_restart(cluster, _to_tls(cluster, "verify-ca"), prestop=prestop_command())
             cluster.mode = "verify-ca"
             cluster.wait_healthy(150)
         assert len(loop.acknowledged) > 50 and _lost(cluster, loop, "citus", group=0) == []

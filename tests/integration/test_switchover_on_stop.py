@@ -21,28 +21,26 @@ import time
 import psycopg
 import pytest
 
-from tests.support.cluster import RUNUSER, LocalCluster, Member, citus_available, wait_for
+from tests.support import rolling
+from tests.support.cluster import LocalCluster, Member, citus_available, wait_for
 
 support = pytest.importorskip("tests.helm.support", reason="the hook is taken from the chart rendered by Helm")
 if support.helm is None:
     pytest.skip(support.HELM_MISSING, allow_module_level=True)
 
-SCOPE = "citusdemo"
+SCOPE = "citusdemo"  # the scope rolling.prestop_command renders the chart with
 
 
 def prestop_command() -> list[str]:
-    rendered = support.render(support.Case("prestop", SCOPE, "default", sets="ssl.enabled=true,ssl.mode=verify-full"))
-    command = support.container(rendered.get("StatefulSet", f"{SCOPE}-0"))["lifecycle"]["preStop"]["exec"]["command"]
+    command = rolling.prestop_command()
     assert command[:2] == ["python3", "-c"] and command[3] == "30", command
     return command
 
 
 def run_hook(cluster: LocalCluster, member: Member, command: list[str]) -> tuple[subprocess.CompletedProcess, float]:
     """Run the preStop command as the pod would: the container's user and environment."""
-    env = {**cluster.member_env(member), "PATRONICTL_CONFIG_FILE": member.config_file}
     started = time.monotonic()
-    proc = subprocess.run([RUNUSER, "-u", "postgres", "--", *command], env=env, capture_output=True, text=True,
-                          timeout=60)
+    proc = rolling.run_prestop(cluster, member, command)
     return proc, time.monotonic() - started
 
 

@@ -41,11 +41,33 @@ def rounds(cluster: LocalCluster) -> List[List[Member]]:
     return [[ms[r] for ms in ordered if r < len(ms)] for r in range(max(len(ms) for ms in ordered))]
 
 
-def rolling_restart(cluster: LocalCluster, change: Callable[[Member], None], ready_timeout: float = 150) -> List[str]:
-    """Restart every member with `change` applied, StatefulSet order; returns the order. Raises TimeoutError on a stall."""
+def prestop_command() -> List[str]:
+    """The chart's preStop hook (switchoverOnStop, on by default), taken from the StatefulSet Helm renders."""
+    from tests.helm import support
+
+    rendered = support.render(support.Case("prestop", "citusdemo", "default", sets="ssl.enabled=true"))
+    command = support.container(rendered.get("StatefulSet", "citusdemo-0"))["lifecycle"]["preStop"]["exec"]["command"]
+    return list(command)
+
+
+def run_prestop(cluster: LocalCluster, member: Member, command: List[str]) -> subprocess.CompletedProcess:
+    """Run the preStop command as the kubelet does in the pod: the container's user and environment."""
+    env = {**cluster.member_env(member), "PATRONICTL_CONFIG_FILE": member.config_file}
+    return subprocess.run([RUNUSER, "-u", "postgres", "--", *command], env=env, capture_output=True, text=True,
+                          timeout=90)
+
+
+def rolling_restart(cluster: LocalCluster, change: Callable[[Member], None], ready_timeout: float = 150,
+                    prestop: Optional[List[str]] = None) -> List[str]:
+    """Restart every member with `change` applied, StatefulSet order; returns the order. Raises TimeoutError on a stall.
+
+    With `prestop`, each member first runs the chart's preStop hook, as the kubelet does before its SIGTERM.
+    """
     order = []
     for batch in rounds(cluster):
         for member in batch:
+            if prestop is not None:
+                run_prestop(cluster, member, prestop)
             cluster.stop_member(member)
             change(member)
             cluster.start_member(member)

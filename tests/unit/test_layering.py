@@ -1,6 +1,6 @@
 """The tree's shape, read from the source with `ast`: which package may import which, and no overlong function.
 
-Shared core (`errors`, `sslmode`, `layout`, `pki`) imports no product; the products
+Shared core (`errors`, `sslmode`, `layout`, `pki`, `pgwire`) imports no product; the products
 (`boot`, `certs`, `audit`, `pooler`) import the core and never each other, with one
 exception: `pooler` builds on `boot` (it must accept exactly what a member accepts, through
 the same code); only `cli` knows them all, by name, through its command table.
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "entrypoint"
-CORE = {"entrypoint", "entrypoint.errors", "entrypoint.sslmode", "entrypoint.layout", "entrypoint.pki"}
+CORE = {"entrypoint", "entrypoint.errors", "entrypoint.sslmode", "entrypoint.layout", "entrypoint.pki", "entrypoint.pgwire"}
 PRODUCTS = ("entrypoint.boot", "entrypoint.certs", "entrypoint.audit", "entrypoint.pooler")
 BUILDS_ON = {"entrypoint.pooler": "entrypoint.boot"}  # the only product-to-product edge
 MAX_FUNCTION_LINES = 60
