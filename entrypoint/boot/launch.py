@@ -68,6 +68,7 @@ def exec_environment(env: Mapping[str, str], settings: Settings, paths: StagedPa
     out = {k: v for k, v in env.items() if k not in DROPPED_VARS}
     out["PGSSLMODE"] = settings.links.name
     _set_or_drop(out, "PGSSLROOTCERT", paths.ca if settings.links.verifies_ca else None)
+    _set_or_drop(out, "PGSSLCRL", paths.crl if settings.links.verifies_ca else None)
     _set_or_drop(out, "PGSSLCERT", paths.client_cert if settings.mtls.enabled else None)
     _set_or_drop(out, "PGSSLKEY", paths.client_key if settings.mtls.enabled else None)
     for var in PATRONI_TLS_FILE_VARS:

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional
 
 from entrypoint.boot.patroni_files import StagedFile, check_patroni_files
-from entrypoint.boot.pem import FileContents, KeyPair, check_dates, load_cas, load_pair
+from entrypoint.boot.pem import FileContents, KeyPair, check_dates, load_cas, load_pair, readable
 from entrypoint.boot.settings import PATRONI_TLS_FILES, Settings
 from entrypoint.errors import Collector
 from entrypoint.pki import reader
+from entrypoint.pki.crl import crl_pem, judge, load_crls, revocation
 from entrypoint.pki.load import chain_pem
 from entrypoint.pki.names import name_covered, san_names
 from entrypoint.pki.verify import chain_problem, file_problem
@@ -33,11 +34,17 @@ class TlsMaterial:
     cas: tuple
     extra_files: Mapping[str, StagedFile]  # Patroni's own TLS file variables -> what to stage
     warnings: tuple
+    crls: tuple = ()  # PGSSLCRL's CRLs, each signed by a CA of the bundle and not past its nextUpdate
 
     @property
     def ca_pem(self) -> Optional[bytes]:
         """The CA bundle as staged: only its certificates, re-encoded."""
         return chain_pem(self.cas) if self.cas else None
+
+    @property
+    def crl_pem(self) -> Optional[bytes]:
+        """The CRLs as staged, re-encoded."""
+        return crl_pem(self.crls) if self.crls else None
 
 
 def files_to_read(settings: Settings) -> Dict[str, reader.Kind]:
@@ -60,6 +67,7 @@ def files_to_read(settings: Settings) -> Dict[str, reader.Kind]:
         want(settings.tls.ca_file, reader.CA_BUNDLE)
         want(settings.mtls.cert_file, reader.CERTIFICATE)
         want(settings.mtls.key_file, reader.PRIVATE_KEY)
+        want(settings.tls.crl_file, reader.CRL)
     for spec in PATRONI_TLS_FILES:
         want(settings.tls.patroni_files.get(spec.var), _PATRONI_KINDS[spec.role])
     return wanted
@@ -76,17 +84,23 @@ def read_files(paths: Mapping[str, reader.Kind]) -> dict:
     return out
 
 
-def check_material(settings: Settings, files: FileContents, now: datetime.datetime) -> TlsMaterial:
+def check_material(settings: Settings, files: FileContents, now: datetime.datetime,
+                   running: bool = False) -> TlsMaterial:
     """Check the TLS inputs against the mode.
 
     Returns the TlsMaterial (with warnings); raises InputError listing every problem.
+    `running` is the watcher's view: a CRL that revokes this member's own certificate is
+    then staged with a warning (the rest of the cluster must see the revocation too)
+    rather than refused as it is at start-up.
     """
     bad = Collector()
     warnings: List[str] = []
     server = client = None
     cas: list = []
+    crls: list = []
     if settings.mode.uses_tls:
         server, client, cas = _check_pgssl(bad, warnings, settings, files, now)
+        crls = _check_crls(bad, warnings, settings, files, cas, (server, client), now, running)
     else:
         ignored = [v for v, given in (("PGSSLCERT", settings.tls.cert_explicit),
                                       ("PGSSLKEY", settings.tls.key_explicit),
@@ -96,7 +110,47 @@ def check_material(settings: Settings, files: FileContents, now: datetime.dateti
             warnings.append(f"PGSSLMODE=disable: {', '.join(ignored)} ignored (no certificate is read or served)")
     extra = check_patroni_files(bad, warnings, settings, files, cas, now)
     bad.raise_if_any()
-    return TlsMaterial(server=server, client=client, cas=tuple(cas), extra_files=extra, warnings=tuple(warnings))
+    return TlsMaterial(server=server, client=client, cas=tuple(cas), extra_files=extra, warnings=tuple(warnings),
+                       crls=tuple(crls))
+
+
+def _check_crls(bad: Collector, warnings: List[str], settings: Settings, files: FileContents, cas: list,
+                pairs: tuple, now: datetime.datetime, running: bool) -> list:
+    """PGSSLCRL: every CRL signed by a CA of the bundle and current (OpenSSL refuses every certificate of a CA
+    whose CRL is past nextUpdate), and this member's own certificates not revoked."""
+    path = settings.tls.crl_file
+    if not path:
+        return []
+    data = readable(bad, files, path, "PGSSLCRL", "CRL")
+    if data is None:
+        return []
+    try:
+        crls = load_crls(data)
+    except ValueError as exc:
+        bad.add("PGSSLCRL", f"{path} is not a PEM CRL bundle ({exc})",
+                "put the CRLs certs revoke writes (-----BEGIN X509 CRL-----) in it, or leave ca.crl out of the Secret")
+        return []
+    if not cas:
+        bad.add("PGSSLCRL", f"{path} cannot be checked: there is no CA bundle (PGSSLROOTCERT)",
+                "mount ca.crt with the CA that signs the CRL")
+        return []
+    intermediates = [c for pair in pairs if pair is not None for c in pair.chain[1:] if c not in cas]
+    verdict = judge(crls, list(cas) + intermediates, now, settings.tuning.expiry_warn_days)
+    for problem in verdict.problems:
+        bad.add("PGSSLCRL", f"{path}: {problem}", "give it one current CRL per CA, each signed by that CA (certs "
+                                                 "generate writes an empty one, certs revoke --out-dir DIR --refresh "
+                                                 "re-signs it), and update the Secret")
+    warnings += [f"PGSSLCRL: {w}" for w in verdict.warnings]
+    for pair, var in zip(pairs, ("PGSSLCERT", "PCK_CLIENT_CERT")):
+        entry = revocation(pair.leaf, crls) if pair is not None else None
+        if entry is not None:
+            what = f"this member's certificate (serial {pair.leaf.serial_number:x}) is revoked by {path}"
+            if running:
+                warnings.append(f"{var}: {what}: peers refuse it; give this member a new certificate")
+            else:
+                bad.add(var, what, "issue this member a new certificate (certs generate --renew or --per-member) "
+                                   "and update the Secret; peers refuse a revoked one")
+    return crls
 
 
 def _check_pgssl(bad: Collector, warnings: List[str], settings: Settings, files: FileContents,

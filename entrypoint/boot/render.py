@@ -39,6 +39,8 @@ def client_tls_params(settings: Settings, paths: StagedPaths) -> dict:
     params = {"sslmode": settings.links.name}
     if settings.links.verifies_ca and paths.ca:
         params["sslrootcert"] = paths.ca
+        if paths.crl:  # libpq consults a CRL only when it verifies the chain
+            params["sslcrl"] = paths.crl
     if settings.mtls.enabled and paths.client_cert and paths.client_key:
         params["sslcert"] = paths.client_cert
         params["sslkey"] = paths.client_key
@@ -84,6 +86,8 @@ def server_parameters(settings: Settings, paths: StagedPaths) -> dict:
         params["ssl_min_protocol_version"] = settings.tuning.tls_min_version
         if paths.ca:
             params["ssl_ca_file"] = paths.ca
+        if paths.crl:  # client certificates (mutual TLS) are checked against it
+            params["ssl_crl_file"] = paths.crl
     if settings.citus is not None:
         params["citus.node_conninfo"] = node_conninfo(settings, paths)
     return params

@@ -99,6 +99,9 @@ class TlsFiles:
     ca_explicit: bool
     cert_present: bool  # a certificate file is expected to be there
     key_password_vars: tuple = ()  # PGSSLKEY_PASSWORD and/or _FILE, when given (disable ignores them)
+    crl_file: Optional[str] = None  # PGSSLCRL, else ca.crl when the Secret carries one: revocation on
+    crl_explicit: bool = False
+    crl_later: Optional[str] = None  # where a ca.crl added to the Secret later would appear (takes a restart)
     patroni_files: Mapping[str, str] = field(default_factory=dict)  # Patroni TLS file variable -> path
     patroni_passwords: Mapping[str, str] = field(default_factory=dict)  # its passphrase variables -> value
 
@@ -145,6 +148,7 @@ class Users:
     superuser: User
     replication: User
     rewind: Optional[User]
+    restapi: Optional[User] = None  # Patroni's REST API basic auth (PATRONI_RESTAPI_USERNAME/_PASSWORD), if any
 
 
 @dataclass(frozen=True)
@@ -294,8 +298,15 @@ def _tls_files(env: Env, facts: HostFacts, bad: Collector) -> TlsFiles:
     cert_file = env.path("PGSSLCERT", _default_file(cert_dir, layout.CERT_NAMES, entries))
     key_file = env.path("PGSSLKEY", _default_file(cert_dir, layout.KEY_NAMES, entries))
     ca_file = env.path("PGSSLROOTCERT", _default_file(cert_dir, layout.CA_NAMES, entries))
+    default_crl = os.path.join(cert_dir, layout.CRL_FILE) if layout.CRL_FILE in entries else None
+    crl_file = env.optional_path("PGSSLCRL") or default_crl
+    if env.given("PGSSLCRLDIR"):
+        bad.add("PGSSLCRLDIR", "is not supported: Citus's node_conninfo accepts sslcrl, not sslcrldir, so a CRL "
+                               "directory could not reach every link", "put the CRLs in one PEM file and set PGSSLCRL")
     return TlsFiles(
-        cert_file=cert_file, key_file=key_file, ca_file=ca_file,
+        cert_file=cert_file, key_file=key_file, ca_file=ca_file, crl_file=crl_file,
+        crl_explicit=env.given("PGSSLCRL"),
+        crl_later=None if crl_file else os.path.join(cert_dir, layout.CRL_FILE),
         cert_explicit=env.given("PGSSLCERT"), key_explicit=env.given("PGSSLKEY"),
         ca_explicit=env.given("PGSSLROOTCERT"),
         cert_present=env.given("PGSSLCERT") or os.path.basename(cert_file) in entries,
@@ -458,7 +469,10 @@ def _users(env: Env, bad: Collector) -> Users:
         if not rewind.password:
             bad.add("PATRONI_REWIND_PASSWORD", "PATRONI_REWIND_USERNAME is set but its password is not",
                     "set PATRONI_REWIND_PASSWORD, or unset PATRONI_REWIND_USERNAME to rewind as the superuser")
-    return Users(superuser=superuser, replication=replication, rewind=rewind)
+    restapi = None
+    if env.given("PATRONI_RESTAPI_USERNAME"):
+        restapi = User(env.text("PATRONI_RESTAPI_USERNAME"), env.get("PATRONI_RESTAPI_PASSWORD") or None)
+    return Users(superuser=superuser, replication=replication, rewind=rewind, restapi=restapi)
 
 
 def _citus(env: Env, bad: Collector) -> Optional[Citus]:

@@ -32,6 +32,7 @@ class StagedPaths:
     client_cert: Optional[str]
     client_key: Optional[str]
     extra: Mapping[str, str] = field(default_factory=dict)  # Patroni TLS file variable -> staged path
+    crl: Optional[str] = None
 
 
 def tls_dir(settings: Settings) -> str:
@@ -54,6 +55,7 @@ def plan_paths(settings: Settings, material: TlsMaterial) -> StagedPaths:
         client_key=(os.path.join(base, "client.key") if client_separate else os.path.join(base, "server.key"))
         if mtls else None,
         extra={var: os.path.join(base, staged_name(var)) for var in material.extra_files},
+        crl=os.path.join(base, layout.CRL_FILE) if material.crls else None,
     )
 
 
@@ -69,6 +71,9 @@ def file_contents(material: TlsMaterial, paths: StagedPaths) -> Dict[str, Tuple[
     if material.client is not None and paths.client_cert and paths.client_key:
         out[paths.client_cert] = (chain_pem(material.client.chain), CERT_MODE)
         out[paths.client_key] = (material.client.key_pem, KEY_MODE)
+    crl = material.crl_pem
+    if crl is not None and paths.crl:
+        out[paths.crl] = (crl, CERT_MODE)
     for var, staged in material.extra_files.items():
         out[paths.extra[var]] = (staged.data, staged.mode)
     return out

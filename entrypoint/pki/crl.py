@@ -8,8 +8,9 @@ still served). Pure over objects and bytes.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Set, Tuple
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -32,12 +33,15 @@ REASONS = {
 
 def load_crls(pem: bytes) -> List[x509.CertificateRevocationList]:
     """Every CRL in a PEM blob, in file order; raises ValueError when there is none or one does not parse."""
-    crls = []
+    crls: List[x509.CertificateRevocationList] = []
     for block in pem.split(PEM_CRL)[1:]:
         body = block.split(_END, 1)
         if len(body) != 2:
             raise ValueError("a CRL block is not terminated")
-        crl = x509.load_pem_x509_crl(PEM_CRL + body[0] + _END + b"\n")
+        try:
+            crl = x509.load_pem_x509_crl(PEM_CRL + body[0] + _END + b"\n")
+        except ValueError:
+            raise ValueError(f"CRL block {len(crls) + 1} is not a DER-encoded CRL in base64") from None
         try:  # cryptography parses lazily: touch what the checks use
             crl.issuer.rfc4514_string(), crl.last_update_utc, crl.next_update_utc  # noqa: B018
             list(crl), list(crl.extensions)
@@ -82,9 +86,17 @@ def judge(crls: Sequence[x509.CertificateRevocationList], cas: Sequence[x509.Cer
 
     A CRL past its nextUpdate makes OpenSSL refuse every certificate of that CA; one not
     signed by a CA in the bundle, or for a CA that is not there, is a mistake in the Secret.
+    Once a CRL file is given, PostgreSQL and libpq check every certificate of a chain
+    (X509_V_FLAG_CRL_CHECK_ALL): a CA in `cas` without its own CRL has every certificate it
+    issued refused ("unable to get certificate CRL"), e.g. the new CA of a rotation bundle.
     """
     problems: List[str] = []
     warnings: List[str] = []
+    for authority in cas:
+        if not any(issuer_of(crl, [authority]) is not None for crl in crls):
+            problems.append(f"the CA {authority.subject.rfc4514_string()} has no CRL in it: with a CRL file PostgreSQL "
+                            "and libpq check every certificate of a chain and refuse every certificate that CA "
+                            "issued")
     for index, crl in enumerate(crls):
         name = f"CRL {index + 1} (issuer {crl.issuer.rfc4514_string()})"
         ca = issuer_of(crl, cas)
@@ -128,6 +140,29 @@ def revocation(cert: x509.Certificate, crls: Sequence[x509.CertificateRevocation
     return None
 
 
-def revoked_serials(crls: Sequence[x509.CertificateRevocationList]) -> set:
-    """Every (issuer, serial) the CRLs revoke."""
-    return {(crl.issuer, entry.serial_number) for crl in crls for entry in crl}
+# Matching the sessions pg_stat_ssl shows (client_serial, issuer_dn) against CRLs: the
+# watcher ends them, verify reports them. OpenSSL's short names, as issuer_dn spells them
+# ("/CN=x/O=y", in certificate order).
+_SHORT_NAMES = {"2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O", "2.5.4.11": "OU",
+                "2.5.4.5": "serialNumber", "0.9.2342.19200300.100.1.25": "DC", "1.2.840.113549.1.9.1": "emailAddress"}
+_ESCAPE = re.compile(r'([,+"\\<>;])')  # what ASN1_STRFLGS_RFC2253 escapes inside a value
+
+
+def pg_issuer(name: x509.Name) -> str:
+    """A name as PostgreSQL's pg_stat_ssl prints it (X509_NAME_to_cstring)."""
+    parts = []
+    for attribute in name:
+        key = _SHORT_NAMES.get(attribute.oid.dotted_string, attribute.oid.dotted_string)
+        value = attribute.value if isinstance(attribute.value, str) else attribute.value.hex()
+        parts.append("/" + key + "=" + _ESCAPE.sub(r"\\\1", value))
+    return "".join(parts)
+
+
+def revoked_pairs(crls: Sequence[x509.CertificateRevocationList]) -> Set[Tuple[str, int]]:
+    """(issuer as PostgreSQL prints it, serial) of every revoked certificate."""
+    return {(pg_issuer(crl.issuer), int(entry.serial_number)) for crl in crls for entry in crl}
+
+
+def is_revoked(revoked: Set[Tuple[str, int]], issuer_dn: str, serial: int) -> bool:
+    """pg_stat_ssl keeps only the first NAMEDATALEN-1 bytes of issuer_dn: a prefix of the full name matches."""
+    return bool(issuer_dn) and any(s == serial and name.startswith(issuer_dn) for name, s in revoked)

@@ -46,10 +46,12 @@ class Case:
     role: str
     mtls: bool
     certs: bool = True  # whether the Secret is mounted (only prefer runs without it)
+    crl: bool = False  # whether the Secret carries ca.crl (revocation)
 
     @property
     def file_name(self) -> str:
-        return f"{self.mode}{'' if self.certs else '-nocerts'}-{self.role}{'-mtls' if self.mtls else ''}.yml"
+        return (f"{self.mode}{'' if self.certs else '-nocerts'}-{self.role}{'-mtls' if self.mtls else ''}"
+                f"{'-crl' if self.crl else ''}.yml")
 
     def env(self) -> dict:
         name, group = ROLES[self.role]
@@ -60,7 +62,8 @@ class Case:
 def all_cases() -> list:
     cases = [Case(mode.name, role, mtls) for mode in sslmode.MODES for role in ROLES
              for mtls in ((False, True) if mode.requires_tls else (False,))]
-    return cases + [Case("prefer", role, False, certs=False) for role in ROLES]
+    cases += [Case("prefer", role, False, certs=False) for role in ROLES]
+    return cases + [Case("verify-full", "coordinator", True, crl=True), Case("require", "worker", False, crl=True)]
 
 
 def secret_files() -> dict:
@@ -68,12 +71,14 @@ def secret_files() -> dict:
     from tests.support.pki import TestCA
     ca = TestCA("golden CA")
     pair = ca.issue("*.citusdemo.default.svc.cluster.local", "localhost", "127.0.0.1", "::1")
-    return {f"{CERT_DIR}/{name}": data for name, data in zip(SECRET_FILES, (ca.cert_pem, pair.cert_pem, pair.key_pem))}
+    files = {f"{CERT_DIR}/{name}": data for name, data in zip(SECRET_FILES, (ca.cert_pem, pair.cert_pem, pair.key_pem))}
+    files[f"{CERT_DIR}/ca.crl"] = ca.crl(revoked=[ca.issue("revoked.example")])
+    return files
 
 
 def render_case(case: Case, files: dict) -> str:
     """The YAML `render --show-secrets` prints for this case."""
-    entries = frozenset(SECRET_FILES if case.certs else ())
+    entries = frozenset((SECRET_FILES + (("ca.crl",) if case.crl else ())) if case.certs else ())
     settings = parse_settings(case.env(), HostFacts(cert_dir_entries=entries, **FACTS))
     read = {path: files[path] for path in files_to_read(settings) if case.certs}
     material = check_material(settings, read, dt.datetime.now(dt.timezone.utc))

@@ -60,3 +60,53 @@ def test_check_passes_and_reports_for_a_good_member(member_env):
     assert f"covers {member.host}: yes" in result.stdout
     assert "would start" in result.stdout
     _assert_nothing_started(member)
+
+
+def _with_crl(cluster, member, crl: bytes) -> str:
+    """The Secret with `crl` as its ca.crl; returns that file's path (the link the kubelet makes)."""
+    cluster.crl_pem = crl
+    cluster.write_cert_dir(member)
+    return os.path.join(member.cert_dir, "ca.crl")
+
+
+def test_an_expired_crl_refuses_the_start(member_env):
+    import datetime as dt
+    from tests.support.pki import NOW
+    cluster, member, env = member_env
+    _with_crl(cluster, member, cluster.ca.crl(days=1, now=NOW - dt.timedelta(days=3)))
+    result = _run(["run"], env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "PGSSLCRL" in result.stderr and "expired" in result.stderr and "fix:" in result.stderr
+    _assert_nothing_started(member)
+
+
+def test_a_crl_revoking_the_members_own_certificate_refuses_the_start(member_env):
+    cluster, member, env = member_env
+    _with_crl(cluster, member, cluster.ca.crl([member.pair]))
+    result = _run(["run"], env)
+    assert result.returncode == 2
+    assert "is revoked" in result.stderr and "PGSSLCERT" in result.stderr
+    _assert_nothing_started(member)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "huge", "device", "shadow"])
+def test_a_hostile_crl_file_is_refused_without_hanging_or_reading_it_all(member_env, kind):
+    cluster, member, env = member_env
+    path = _with_crl(cluster, member, cluster.ca.crl())
+    target = os.path.realpath(path)
+    os.unlink(target)
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "huge":
+        with open(target, "wb") as handle:
+            handle.truncate(200 * 1024 * 1024)  # 200 MB, sparse
+    elif kind == "device":
+        os.symlink("/dev/zero", target)
+    else:
+        os.symlink("/etc/shadow", target)
+    result = _run(["run"], env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "PGSSLCRL" in result.stderr and "Traceback" not in result.stderr
+    if kind == "shadow":
+        assert "root:" not in result.stderr
+    _assert_nothing_started(member)

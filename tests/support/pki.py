@@ -81,11 +81,24 @@ class TestCA:
         return issue_leaf(self.cert, self.key, (), new_key(self.key_type), days, cn=user,
                           usages=(ExtendedKeyUsageOID.CLIENT_AUTH,))
 
+    def crl(self, revoked=(), days: int = 30, now: dt.datetime = NOW) -> bytes:
+        """A PEM CRL of this CA listing the serials of `revoked` (Pairs or ints), valid `days` days."""
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(self.cert.subject)
+                   .last_update(now - BACKDATE).next_update(now + dt.timedelta(days=days)))
+        for item in revoked:
+            serial = item if isinstance(item, int) else item.cert.serial_number
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now - BACKDATE).build())
+        return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
     def write_dir(self, directory: str, pair: Pair, ca_pem: Optional[bytes] = None,
-                  names: tuple = ("ca.crt", "server.crt", "server.key")) -> str:
-        """Write ca/cert/key into `directory` as a Secret mount would (root-owned, 0600)."""
+                  names: tuple = ("ca.crt", "server.crt", "server.key"), crl_pem: Optional[bytes] = None) -> str:
+        """Write ca/cert/key (and ca.crl when given) into `directory` as a Secret mount would (root-owned, 0600)."""
         os.makedirs(directory, exist_ok=True)
-        for name, data in zip(names, (ca_pem or self.cert_pem, pair.cert_pem, pair.key_pem)):
+        files = list(zip(names, (ca_pem or self.cert_pem, pair.cert_pem, pair.key_pem)))
+        if crl_pem is not None:
+            files.append(("ca.crl", crl_pem))
+        for name, data in files:
             path = os.path.join(directory, name)
             fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as handle:
