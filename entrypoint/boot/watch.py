@@ -17,6 +17,7 @@ line and the next look goes on, so rotation never stops silently.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import datetime
 import hashlib
 import os
@@ -26,6 +27,7 @@ import sys
 import time
 from typing import Callable, Optional, Tuple
 
+from entrypoint.boot import nudge
 from entrypoint.boot.material import check_material, files_to_read, read_files
 from entrypoint.boot.settings import Settings
 from entrypoint.boot.stage import StagedPaths, plan_paths, stage_material
@@ -83,9 +85,19 @@ class CertWatcher:
     def step(self, settle: float = SETTLE_SECONDS) -> str:
         """Look once. Returns 'unchanged', 'applied', 'refused' or 'error'; never raises an Exception."""
         try:
+            self._crl_added()
             return self._step(settle)
         except Exception as exc:  # noqa: BLE001 - one bad look must not end rotation for good
             return self._error(f"error in this look, retrying: {type(exc).__name__}: {printable(exc)}")
+
+    def _crl_added(self) -> None:
+        """A ca.crl that appears in a Secret which had none at start needs ssl_crl_file, so a restart: say so once."""
+        later = self.settings.tls.crl_later
+        if later and self.settings.mode.uses_tls and os.path.lexists(later):
+            self.log(f"{printable(later)} appeared after the start: revocation checking begins when this member "
+                     "restarts (certs generate writes a CRL from the start, so that revoking is a Secret update only)")
+            self.settings = dataclasses.replace(self.settings, tls=dataclasses.replace(self.settings.tls,
+                                                                                      crl_later=None))
 
     def _error(self, message: str) -> str:
         """Look again next time; log `message` when it is new, and once a minute while it lasts."""
@@ -118,7 +130,7 @@ class CertWatcher:
     def _apply(self, files: dict, current: str, signature: Tuple) -> str:
         now = datetime.datetime.now(datetime.timezone.utc)
         try:
-            material = check_material(self.settings, files, now)
+            material = check_material(self.settings, files, now, running=True)
         except InputError as err:
             return self._refuse(current, err.report().replace("nothing was started", "the running certificate is kept"))
         if plan_paths(self.settings, material) != self.paths:
@@ -136,7 +148,24 @@ class CertWatcher:
         serial = format(material.server.leaf.serial_number, "x") if material.server else "-"
         self.log(f"new TLS material checked and staged (server certificate serial {serial}); reloading")
         self.notify()
+        self._after_reload(material)
         return "applied"
+
+    def _after_reload(self, material) -> None:
+        """Patroni's REST API now rather than on its next HA cycle; sessions a new CRL revokes ended."""
+        try:
+            nudge.wake_patroni(self.settings, self.paths)
+        except Exception as exc:  # noqa: BLE001 - Patroni's HA cycle picks the change up anyway
+            self.log(f"could not wake Patroni through its REST API ({type(exc).__name__}); it reloads on its "
+                     "next HA cycle")
+        if not material.crls:
+            return
+        try:
+            for who in nudge.end_revoked_sessions(self.settings, self.paths, material.crls):
+                self.log(f"ended a session with a revoked client certificate: {printable(who)}")
+        except Exception as exc:  # noqa: BLE001 - new connections are refused either way; retried on the next CRL
+            self.log(f"could not end sessions with revoked certificates: {type(exc).__name__}: "
+                     f"{printable(str(exc).splitlines()[0] if str(exc) else '')}")
 
     def _refuse(self, state: str, message: str) -> str:
         self.refused, self.refused_at = state, time.monotonic()

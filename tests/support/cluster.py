@@ -189,6 +189,7 @@ class LocalCluster:
         self.workdir = workdir or tempfile.mkdtemp(prefix="pck-cluster-", dir="/tmp")
         os.chmod(self.workdir, 0o755)  # postgres must traverse it to its runtime and data dirs
         self.ca = TestCA(f"{scope} test CA")
+        self.crl_pem: Optional[bytes] = None  # when set, every Secret carries it as ca.crl
         self.etcd = Etcd(self.workdir, TestCA(f"{scope} etcd CA") if etcd_tls else None)
         with_certs = mode != "disable" if with_certs is None else with_certs
         groups = citus_groups if citus_groups is not None else [None] * members
@@ -252,12 +253,12 @@ class LocalCluster:
         if member.pair is None:
             return
         version = f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.monotonic_ns()}"
-        self.ca.write_dir(os.path.join(member.cert_dir, version), member.pair, ca_pem=ca_pem)
+        self.ca.write_dir(os.path.join(member.cert_dir, version), member.pair, ca_pem=ca_pem, crl_pem=self.crl_pem)
         old = os.path.realpath(os.path.join(member.cert_dir, "..data"))
         tmp_link = os.path.join(member.cert_dir, "..data_tmp")
         os.symlink(version, tmp_link)
         os.rename(tmp_link, os.path.join(member.cert_dir, "..data"))
-        for name in ("ca.crt", "server.crt", "server.key"):
+        for name in ("ca.crt", "server.crt", "server.key") + (("ca.crl",) if self.crl_pem is not None else ()):
             link = os.path.join(member.cert_dir, name)
             if not os.path.islink(link):
                 os.symlink(os.path.join("..data", name), link)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Optional
 
 import psycopg
 
@@ -11,9 +12,13 @@ import psycopg
 class QueryLoad:
     """Opens a new verify-full connection per query, round-robin over members, until stopped (bounded)."""
 
-    def __init__(self, cluster: LocalCluster, max_seconds: float = 240) -> None:
+    def __init__(self, cluster: LocalCluster, max_seconds: float = 240, members: Optional[list] = None,
+                 sql: str = "SELECT 1", dbname: Optional[str] = None) -> None:
         self.cluster = cluster
         self.max_seconds = max_seconds
+        self.members = members
+        self.sql = sql
+        self._overrides = {"dbname": dbname} if dbname else {}
         self.ok = 0
         self.failures: list = []
         self._stop = threading.Event()
@@ -23,11 +28,12 @@ class QueryLoad:
         deadline = time.monotonic() + self.max_seconds
         i = 0
         while not self._stop.is_set() and time.monotonic() < deadline:
-            member = self.cluster.members[i % len(self.cluster.members)]
+            members = self.members or self.cluster.members
+            member = members[i % len(members)]
             i += 1
             try:
-                with psycopg.connect(self.cluster.dsn(member), autocommit=True) as conn:
-                    conn.execute("SELECT 1").fetchone()
+                with psycopg.connect(self.cluster.dsn(member, **self._overrides), autocommit=True) as conn:
+                    conn.execute(self.sql).fetchone()
                 self.ok += 1
             except psycopg.Error as exc:
                 self.failures.append(f"{member.name}: {exc}")

@@ -38,3 +38,12 @@ def test_a_lasting_staging_error_is_logged_once_and_the_set_is_taken_when_it_cle
     monkeypatch.setattr(watch, "stage_material", real)
     assert watcher.step(settle=0) == "applied"
     assert watcher.step(settle=0) == "unchanged"
+
+
+def test_a_crl_added_to_a_secret_that_had_none_is_reported_once_as_needing_a_restart(tmp_path, ca, node):
+    logged: list = []
+    certs, watcher = _watcher(tmp_path, ca, node, logged)
+    assert watcher.step(settle=0) == "unchanged" and logged == []
+    (certs / "ca.crl").write_bytes(ca.crl())
+    assert [watcher.step(settle=0) for _ in range(3)] == ["unchanged"] * 3  # not read: nothing renders ssl_crl_file
+    assert len(logged) == 1 and "ca.crl appeared" in logged[0] and "restarts" in logged[0]

@@ -1,0 +1,120 @@
+"""After the watcher staged new material: have every server use it now, and end sessions a new CRL revokes.
+
+- PostgreSQL reloads its SSL files on SIGHUP at once (the watcher sends it).
+- Patroni takes a new REST API certificate only on its next HA cycle (up to loop_wait,
+  10 s by default). Patroni 4's `PATCH /config` wakes that loop even when the patch
+  changes nothing (api.py do_PATCH_config calls ha.wakeup(); utils.patch_config reports
+  no change for `{"postgresql": {}}` when that key holds an object, so nothing is written
+  to the DCS): `wake_patroni` sends such a patch, for a key GET /config shows holding an
+  object, with the REST API's credentials and, where it asks for one, the member's client
+  certificate. On any failure the HA cycle picks the change up anyway.
+- A CRL stops new connections with a revoked certificate, not ones already open:
+  `end_revoked_sessions` terminates the sessions (client backends and walsenders alike)
+  whose client certificate (pg_stat_ssl.client_serial and issuer_dn) the CRLs revoke.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import urllib.request
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from cryptography import x509
+
+from entrypoint.boot.settings import Settings
+from entrypoint.boot.stage import StagedPaths
+from entrypoint.pki.crl import is_revoked, revoked_pairs
+
+
+def _rest_call(settings: Settings, paths: StagedPaths) -> Tuple[str, Optional[ssl.SSLContext]]:
+    host, _, port = settings.addresses.restapi_listen.rpartition(":")
+    host = host.strip("[]")
+    host = "127.0.0.1" if host in ("", "*", "0.0.0.0", "::") else host
+    if not (settings.server_ssl and paths.server_cert):
+        return f"http://{host}:{port}", None
+    context = ssl.create_default_context(cafile=paths.ca) if paths.ca else ssl.create_default_context()
+    context.check_hostname = False  # a local call by address: the chain is checked, the name cannot be
+    if not paths.ca:
+        context.verify_mode = ssl.CERT_NONE
+    cert, key = paths.client_cert or paths.server_cert, paths.client_key or paths.server_key
+    if cert and key and (settings.mtls.enabled or settings.mtls.restapi_verify_client in ("optional", "required")):
+        context.load_cert_chain(cert, key)
+    return f"https://{host}:{port}", context
+
+
+def _noop_patch(config: object) -> Optional[bytes]:
+    """`{key: {}}` for a key whose value is an object: patch_config finds nothing to change, so nothing is written."""
+    if not isinstance(config, dict):
+        return None
+    keys = sorted(key for key, value in config.items() if isinstance(value, dict))
+    if not keys:
+        return None
+    return json.dumps({"postgresql" if "postgresql" in keys else keys[0]: {}}).encode()
+
+
+def wake_patroni(settings: Settings, paths: StagedPaths, timeout: float = 3.0) -> bool:
+    """A no-op PATCH /config on the local REST API, so Patroni's HA loop runs now; False when there is none to send.
+
+    Raises OSError/ValueError when the REST API cannot be reached or refuses.
+    """
+    base, context = _rest_call(settings, paths)
+    with urllib.request.urlopen(f"{base}/config", timeout=timeout, context=context) as response:
+        body = _noop_patch(json.loads(response.read(1 << 20) or b"null"))
+    if body is None:  # no object-valued key: any patch would change the DCS config, which this must never do
+        return False
+    request = urllib.request.Request(f"{base}/config", data=body, method="PATCH",
+                                     headers={"Content-Type": "application/json"})
+    auth = settings.users.restapi
+    if auth is not None and auth.password:
+        token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+        response.read(1 << 20)
+    return True
+
+
+def _superuser_connection(settings: Settings, paths: StagedPaths, timeout: float) -> Any:
+    """This member's PostgreSQL as the superuser: the local socket first (peer or password), then TCP.
+
+    TCP alone would fail exactly when it matters on a member whose own certificate was just
+    revoked: under mutual TLS its own server refuses that certificate.
+    """
+    import psycopg
+
+    superuser = settings.users.superuser
+    common: Dict[str, Any] = dict(dbname="postgres", user=superuser.username, password=superuser.password,
+                                  connect_timeout=max(1, int(timeout)), application_name="patroni-citus-k8s watch",
+                                  autocommit=True)
+    own = settings.addresses.connect
+    cert, key = paths.client_cert or paths.server_cert, paths.client_key or paths.server_key
+    tcp: Dict[str, Any] = dict(host=own.host, port=own.port, sslmode="require")
+    if settings.mtls.enabled and cert and key:
+        tcp.update(sslcert=cert, sslkey=key)
+    attempts = [dict(host=settings.paths.socket_dir, port=settings.addresses.listen.port), tcp]
+    for number, where in enumerate(attempts):
+        try:
+            return psycopg.connect(**common, **where)
+        except psycopg.OperationalError:
+            if number == len(attempts) - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def end_revoked_sessions(settings: Settings, paths: StagedPaths, crls: Sequence[x509.CertificateRevocationList],
+                         timeout: float = 5.0) -> List[str]:
+    """Terminate this server's sessions whose client certificate is revoked; returns who they were."""
+    revoked = revoked_pairs(crls)
+    if not revoked:
+        return []
+    ended = []
+    with _superuser_connection(settings, paths, timeout) as conn:
+        rows = conn.execute("SELECT s.pid, s.client_serial::text, s.issuer_dn, a.usename, a.backend_type "
+                            "FROM pg_catalog.pg_stat_ssl s JOIN pg_catalog.pg_stat_activity a ON a.pid = s.pid "
+                            "WHERE s.client_serial IS NOT NULL AND s.pid <> pg_backend_pid()").fetchall()
+        for pid, serial, issuer, user, kind in rows:
+            if is_revoked(revoked, issuer or "", int(serial)):
+                conn.execute("SELECT pg_catalog.pg_terminate_backend(%s)", (pid,))
+                ended.append(f"pid {pid} ({kind}, user {user}, certificate serial {int(serial):x})")
+    return ended
