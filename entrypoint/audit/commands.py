@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--secret-dir", metavar="DIR",
                         help="where the certificate Secret is mounted here; each port is compared with the "
                              f"certificate it holds now (default {layout.CERT_DIR}, skipped when absent)")
+    parser.add_argument("--crl", metavar="FILE",
+                        help="CRLs (PEM) to judge revocation against: report served certificates and sessions "
+                             "they revoke, and each CRL's nextUpdate (default: the connection's sslcrl, else "
+                             f"{layout.CRL_FILE} in --secret-dir when present)")
     parser.add_argument("--install-view", action="store_true",
                         help="first create (or replace) the ssl_connections monitoring view on every primary")
     parser.set_defaults(func=cmd_verify)
@@ -67,7 +71,7 @@ def options_from(args: argparse.Namespace) -> VerifyOptions:
     return VerifyOptions(conninfo=args.conninfo, mode=args.mode, ca=args.ca, api_port=args.api_port,
                          api_host=args.api_host, expiry_days=args.expiry_days, timeout=args.timeout,
                          output=output, install_view=args.install_view, serve=args.serve,
-                         interval=args.interval, secret_dir=args.secret_dir)
+                         interval=args.interval, secret_dir=args.secret_dir, crl=args.crl)
 
 
 def cmd_verify(args: argparse.Namespace, out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:

@@ -25,6 +25,10 @@ CODES = {
     "not_chained": (ERROR,),
     "different_cas": (ERROR,),
     "link_mode_weaker": (ERROR,),
+    "revoked_cert_served": (ERROR,),
+    "revoked_session": (ERROR,),
+    "crl_unusable": (ERROR,),
+    "crl_expiring": (WARNING,),
 }
 
 
@@ -35,7 +39,7 @@ def find(obs: Observations) -> list:
                  for error in obs.discovery_errors]
     for member in obs.members:
         out += _member_findings(obs, member)
-    out += _ca_findings(obs)
+    out += _ca_findings(obs) + _crl_findings(obs)
     return sorted(out, key=lambda f: (f.severity != ERROR))
 
 
@@ -109,6 +113,14 @@ def _served_findings(obs: Observations, member: Member, served: ServedCert) -> l
                            f"use (its SANs: {names}), so verify-full connections to it fail",
                            f"re-issue the certificate with {served.host!r} or a wildcard for its domain "
                            f"(patroni-citus-k8s certs generate --san), or use a covered connect address"))
+    if served.revoked:
+        fix = ("issue this member a new certificate and update its Secret (the watcher serves it without a "
+               "restart)")
+        if served.service == "restapi":
+            fix += "; Patroni's REST API has no CRL setting, so until then its peers and patronictl still accept it"
+        out.append(Finding(ERROR, "revoked_cert_served", member.name, where,
+                           f"serves certificate serial {served.serial} ({served.subject}), which {obs.crl_file} "
+                           "revokes", fix))
     if _verifies_ca(obs.mode) and served.chains_to_ca is False:
         out.append(Finding(ERROR, "not_chained", member.name, where,
                            f"certificate issued by {served.issuer} does not chain to {obs.ca_file}",
@@ -128,6 +140,15 @@ def _connection_findings(obs: Observations, member: Member) -> list:
                                f"(from {peers}) where PGSSLMODE={obs.mode} forbids plaintext",
                                "restart the member with PGSSLMODE set to that mode so pg_hba rejects "
                                "plaintext, and give the clients sslmode=" + obs.mode))
+        revoked = [c for c in conns if c.revoked]
+        if revoked:
+            serials = ", ".join(sorted({c.client_serial or "?" for c in revoked}))
+            out.append(Finding(ERROR, "revoked_session", member.name, link,
+                               f"{len(revoked)} {link} session{'s' if len(revoked) != 1 else ''} authenticated "
+                               f"with a revoked client certificate (serial {serials})",
+                               "the member's watcher ends them once it has staged the CRL: check the member has "
+                               "the CRL (ca.crl in its Secret since its start) and its log; or "
+                               "pg_terminate_backend() them"))
         old = sorted({c.protocol for c in conns if c.encrypted and c.protocol in sslmode.OLD_PROTOCOLS})
         if old:
             out.append(Finding(ERROR, "tls_too_old", member.name, link,
@@ -148,6 +169,19 @@ def _ca_findings(obs: Observations) -> list:
     return [Finding(ERROR, "different_cas", None, "cluster",
                     f"members' certificates come from {len(issuers)} different CAs: " + "; ".join(parts),
                     "issue every member's certificate from one CA (one Secret, or one cert-manager Issuer)")]
+
+
+def _crl_findings(obs: Observations) -> list:
+    fix = ("give the CRL file one current CRL per CA of the bundle, each signed by that CA (certs revoke "
+           "--out-dir DIR --refresh re-signs it), and update the Secret")
+    out = [Finding(ERROR, "crl_unusable", None, f"crl {obs.crl_file}", problem, fix) for problem in obs.crl_problems]
+    if obs.crl_error is not None:
+        out.append(Finding(ERROR, "crl_unusable", None, f"crl {obs.crl_file}", obs.crl_error,
+                           "put the CRLs certs revoke writes in the Secret's ca.crl, or give --crl FILE"))
+    out += [Finding(WARNING, "crl_expiring", None, f"crl {obs.crl_file}", warning,
+                    "publish a re-signed CRL before then: past its nextUpdate OpenSSL refuses every certificate "
+                    "of that CA") for warning in obs.crl_warnings]
+    return out
 
 
 def _rank(mode: str) -> int:

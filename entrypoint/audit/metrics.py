@@ -119,6 +119,8 @@ def _member_families(obs: Observations) -> list:
                      link + ("protocol", "cipher"))
     allowed = _gauge("link_plaintext_allowed", "1 when the expected mode (--mode) allows plaintext sessions on the "
                      "link, 0 when it forbids them.", link)
+    revoked = _gauge("revoked_sessions", "Sessions the member serves that a revoked client certificate authenticated, "
+                     "by link (only with a CRL).", link)
     plaintext_ok = 0 if forbids_plaintext(obs.mode) else 1
     for member in obs.members:
         base = [member.name, _group(member)]
@@ -133,13 +135,15 @@ def _member_families(obs: Observations) -> list:
             sessions.add_metric(base + [name, "tls"], len(encrypted))
             sessions.add_metric(base + [name, "plaintext"], len(conns) - len(encrypted))
             allowed.add_metric(base + [name], plaintext_ok)
+            if obs.crls:
+                revoked.add_metric(base + [name], sum(1 for c in conns if c.revoked))
             counts: Dict[Tuple[str, str], int] = {}
             for conn in encrypted:
                 pair = (conn.protocol or "", conn.cipher or "")
                 counts[pair] = counts.get(pair, 0) + 1
             for (protocol, cipher), count in sorted(counts.items()):
                 ciphers.add_metric(base + [name, protocol, cipher], count)
-    return [up, accepted, sessions, ciphers, allowed]
+    return [up, accepted, sessions, ciphers, allowed, revoked]
 
 
 def _certificate_families(obs: Observations, rows: List[Rotation]) -> list:
@@ -150,10 +154,17 @@ def _certificate_families(obs: Observations, rows: List[Rotation]) -> list:
         if info.sha256 not in seen:
             seen.add(info.sha256)
             ca.add_metric([info.subject, info.sha256], round((info.not_after - obs.observed_at).total_seconds()))
-    crl = _gauge("crl_next_update_seconds", "Seconds until the CRL's nextUpdate, per issuer (empty until "
-                 "revocation is configured: see crl_next_updates).", ("issuer",))
+    crl = _gauge("crl_next_update_seconds", "Seconds until the CRL's nextUpdate, per issuer (the CRL file verify "
+                 "judges against: --crl, sslcrl or the Secret's ca.crl; none without one).", ("issuer",))
     for issuer, next_update in crl_next_updates(obs):
         crl.add_metric([issuer], round((next_update - obs.observed_at).total_seconds()))
+    revoked = _gauge("serving_revoked_certificate", "1 when the port serves a certificate the CRL revokes, 0 when "
+                     "not (only with a CRL).", ("member", "group", "service", "port"))
+    for member in obs.members:
+        for served in member.served:
+            if served.revoked is not None:
+                revoked.add_metric([member.name, _group(member), served.service, str(served.port)],
+                                   1 if served.revoked else 0)
     port = ("member", "group", "service", "port")
     mounted = _gauge("serving_mounted_certificate", "1 when the port serves the certificate mounted in the Secret "
                      "now (--secret-dir), 0 when it serves another.", port)
@@ -167,17 +178,12 @@ def _certificate_families(obs: Observations, rows: List[Rotation]) -> list:
                     "expires.")
     if obs.secret is not None and obs.secret.cert is not None:
         secret.add_metric([], round((obs.secret.cert.not_after - obs.observed_at).total_seconds()))
-    return [ca, crl, mounted, pending, secret]
+    return [ca, crl, revoked, mounted, pending, secret]
 
 
 def crl_next_updates(obs: Observations) -> List[Tuple[str, dt.datetime]]:
-    """The hook for revocation: (issuer, nextUpdate) of every CRL the cluster is configured with.
-
-    Revocation is not part of the product yet, so there is no CRL to read and this returns
-    nothing; pck_tls_crl_next_update_seconds and the PckTLSCRLExpiring alert are in place
-    for when it lands (it fills this from the CRL files the members use).
-    """
-    return []
+    """(issuer, nextUpdate) of every CRL verify judged against; a CRL without nextUpdate counts as due now."""
+    return [(info.issuer, info.next_update or obs.observed_at) for info in obs.crls]
 
 
 def _findings_family(findings: list):

@@ -28,6 +28,7 @@ class ServedCert:
     error: Optional[str] = None  # the port could not be reached or the handshake failed
     sha256: Optional[str] = None  # SHA-256 fingerprint of the leaf (hex), to compare with the mounted Secret
     serial: Optional[str] = None  # serial number (hex)
+    revoked: Optional[bool] = None  # whether the CRLs verify reads revoke it (None: no CRL)
 
 
 @dataclass
@@ -39,6 +40,9 @@ class Connection:
     encrypted: bool
     protocol: Optional[str] = None
     cipher: Optional[str] = None
+    client_serial: Optional[str] = None  # the client certificate's serial (hex), when one was presented
+    client_issuer: Optional[str] = None  # its issuer as pg_stat_ssl prints it (/CN=...)
+    revoked: Optional[bool] = None  # whether the CRLs verify reads revoke that certificate (None: no CRL or none)
 
 
 @dataclass
@@ -76,6 +80,16 @@ class CertInfo:
     not_after: dt.datetime
 
 
+@dataclass(frozen=True)
+class CrlInfo:
+    """One CRL verify judged against: whose it is, until when it is current, what it revokes."""
+
+    issuer: str
+    next_update: Optional[dt.datetime]
+    revoked: tuple  # the serials it lists (hex)
+    pg_issuer: str  # the issuer as pg_stat_ssl prints it, to match sessions
+
+
 @dataclass
 class MountedSecret:
     """The certificate Secret as this command sees it mounted (--secret-dir): what every port should serve now.
@@ -107,6 +121,11 @@ class Observations:
     discovery_errors: list = field(default_factory=list)
     cas: list = field(default_factory=list)  # CertInfo of the CA bundle the members are judged against
     secret: Optional[MountedSecret] = None  # None when no Secret is mounted where verify looks
+    crl_file: Optional[str] = None  # the CRLs revocation is judged against (--crl, sslcrl, the Secret's ca.crl)
+    crls: list = field(default_factory=list)  # CrlInfo of that file
+    crl_error: Optional[str] = None  # why the Secret's ca.crl could not be used
+    crl_problems: list = field(default_factory=list)  # what makes OpenSSL refuse with these CRLs (pki.crl.judge)
+    crl_warnings: list = field(default_factory=list)  # CRLs near their nextUpdate
     duration: Optional[float] = None  # seconds the observation took
 
 

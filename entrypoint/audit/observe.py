@@ -9,7 +9,7 @@ import re
 import threading
 import time
 import urllib.parse
-from typing import Callable, List, Optional, TextIO
+from typing import Callable, List, Optional, TextIO, Tuple
 
 from entrypoint import layout
 from entrypoint.audit import sql
@@ -25,6 +25,7 @@ from entrypoint.audit.probes import (
     postgres_handshake,
 )
 from entrypoint.audit.redact import Redactor
+from entrypoint.audit.revocation import Revocation, default_crl, explicit_crl, mark
 from entrypoint.audit.secret import cert_info, read_secret, secret_dir_usable
 from entrypoint.errors import InputError, Problem
 
@@ -38,10 +39,12 @@ def cannot_run(where: str, what: str, fix: str) -> InputError:
     return InputError([Problem(where, what, fix)], COMMAND, OUTCOME)
 
 
-def preflight(options: VerifyOptions) -> list:
-    """Every Problem with the flags and the files they name, before anything connects; returns the --ca certificates."""
+def preflight(options: VerifyOptions) -> Tuple[list, Revocation]:
+    """Every Problem with the flags and the files they name, before anything connects; returns the --ca
+    certificates and the --crl CRLs."""
     problems = options.problems()
     cas = _load_cas(options.ca, problems) if options.ca is not None else []
+    crls = explicit_crl(options.crl, problems)
     if options.secret_dir is not None and options.secret_dir.strip():
         why = secret_dir_usable(options.secret_dir)
         if why is not None:
@@ -50,14 +53,14 @@ def preflight(options: VerifyOptions) -> list:
                                     f"{' or '.join(layout.CERT_NAMES)} (and {layout.CA_FILE})"))
     if problems:
         raise InputError(problems, COMMAND, OUTCOME)
-    return cas
+    return cas, crls
 
 
 def observe(options: VerifyOptions, redactor: Redactor, err: TextIO, deadline: Optional[float] = None) -> Observations:
     """Connect, discover and observe every member, all within `deadline` (time.monotonic()). Raises InputError."""
     started = time.monotonic()
     deadline = started + options.budget if deadline is None else deadline
-    cas = preflight(options)
+    cas, revocation = preflight(options)
     try:
         import psycopg
     except ImportError as exc:
@@ -96,6 +99,9 @@ def observe(options: VerifyOptions, redactor: Redactor, err: TextIO, deadline: O
     observe_members(members, lambda m: observe_member(m, effective, obs.ca_file, cas, client, options.timeout,
                                                       redactor), deadline)
     obs.members = members
+    if revocation.path is None:
+        revocation = default_crl(_existing(effective.get("sslcrl")), options.secret_directory)
+    mark(obs, revocation, cas)
     obs.duration = time.monotonic() - started
     if all(m.sql_error is not None for m in members):
         errors = "; ".join(f"{m.name}: {m.sql_error}" for m in members)
@@ -263,15 +269,21 @@ def _query_member(conn, member: Member) -> None:
     member.ssl, member.ssl_min_protocol_version = ssl_on, min_version
     if member.role is None:
         member.role = "replica" if in_recovery else "primary"
-    for link, peer, encrypted, version, cipher in conn.execute(sql.CLIENT_CONNECTIONS):
-        member.connections.append(Connection(link, peer, bool(encrypted), version, cipher))
-    for peer, encrypted, version, cipher in conn.execute(sql.REPLICATION_CONNECTIONS):
-        member.connections.append(Connection("replication", peer, bool(encrypted), version, cipher))
+    for link, peer, encrypted, version, cipher, serial, issuer in conn.execute(sql.CLIENT_CONNECTIONS):
+        member.connections.append(Connection(link, peer, bool(encrypted), version, cipher, _hex(serial), issuer))
+    for peer, encrypted, version, cipher, serial, issuer in conn.execute(sql.REPLICATION_CONNECTIONS):
+        member.connections.append(Connection("replication", peer, bool(encrypted), version, cipher, _hex(serial),
+                                             issuer))
     receiver = conn.execute(sql.WAL_RECEIVER).fetchone()
     if receiver and receiver[0]:
         member.link_modes["replication"] = _sslmode_of(receiver[0], conninfo_to_dict)
     if node_conninfo is not None:
         member.link_modes["citus"] = _sslmode_of(node_conninfo, conninfo_to_dict)
+
+
+def _hex(serial: Optional[str]) -> Optional[str]:
+    """pg_stat_ssl.client_serial (a decimal numeric) in hex, as certificates' serials are shown."""
+    return format(int(serial), "x") if serial else None
 
 
 def _sslmode_of(conninfo: str, parse) -> Optional[str]:

@@ -24,12 +24,12 @@ def render_table(obs: Observations, findings: list) -> str:
              f"CA {obs.ca_file or 'not given'}; expiry warning within {obs.expiry_days} days"
              + ("; Citus" if obs.citus else "")]
     head: tuple = ("member", "group", "role", "port", "tls", "plaintext", "protocol", "cipher", "days left", "name ok",
-            "chain ok", "subject")
+                   "chain ok", "revoked", "subject")
     rows: list = []
     for member in obs.members:
         group = "-" if member.group is None else str(member.group)
         if not member.served:
-            rows.append((member.name, group, member.role or "-") + ("-",) * 9)
+            rows.append((member.name, group, member.role or "-") + ("-",) * 10)
         for served in member.served:
             days = _days_left(served.not_after, obs.observed_at)
             plaintext = member.plaintext_accepted if served.service == "postgres" else None
@@ -37,8 +37,11 @@ def render_table(obs: Observations, findings: list) -> str:
                          "unreachable" if served.error else ("yes" if served.tls else "NO"),
                          "-" if plaintext is None else ("ACCEPTED" if plaintext else "rejected"),
                          served.protocol or "-", served.cipher or "-", "-" if days is None else str(days),
-                         _yes_no(served.name_covered), _yes_no(served.chains_to_ca), served.subject or "-"))
+                         _yes_no(served.name_covered), _yes_no(served.chains_to_ca),
+                         "-" if served.revoked is None else ("REVOKED" if served.revoked else "no"),
+                         served.subject or "-"))
     lines += ["", "certificates served"] + _columns(head, rows)
+    lines += _crl_lines(obs)
 
     head = ("member", "link", "encrypted", "plaintext", "sslmode in force")
     link_rows = []
@@ -60,6 +63,18 @@ def render_table(obs: Observations, findings: list) -> str:
     else:
         lines.append("no findings: every member and link is as the mode requires")
     return "\n".join(lines) + "\n"
+
+
+def _crl_lines(obs: Observations) -> list:
+    if obs.crl_file is None:
+        return ["", "revocation: no CRL (give --crl FILE, or mount the Secret's ca.crl at --secret-dir)"]
+    if not obs.crls:
+        return ["", f"revocation: {obs.crl_file} cannot be used ({obs.crl_error})"]
+    rows = [(info.issuer, f"{info.next_update:%Y-%m-%d %H:%M} UTC" if info.next_update else "-",
+             "-" if info.next_update is None else str(_days_left(info.next_update, obs.observed_at)),
+             str(len(info.revoked))) for info in obs.crls]
+    return ["", f"revocation lists ({obs.crl_file})"] + _columns(("issuer", "next update", "days left", "revoked"),
+                                                                   rows)
 
 
 def _columns(head: tuple, rows: list) -> list:
@@ -97,6 +112,10 @@ def to_data(obs: Observations, findings: list) -> dict:
         "discovery_errors": list(obs.discovery_errors),
         "cas": [_cert_data(c) for c in obs.cas],
         "secret": _secret_data(obs.secret),
+        "crl_file": obs.crl_file,
+        "crls": [dict(vars(c), next_update=c.next_update.isoformat() if c.next_update else None,
+                      revoked=list(c.revoked)) for c in obs.crls],
+        "crl_error": obs.crl_error,
         "rotation": [dict(vars(r)) for r in rotation(obs, {})[0]],
         "findings": [dict(vars(f)) for f in findings],
         "exit_status": exit_status(findings),

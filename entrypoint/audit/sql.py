@@ -26,14 +26,15 @@ SELECT a.usename,
 
 CLIENT_CONNECTIONS = """
 SELECT CASE WHEN a.application_name ILIKE 'citus%' THEN 'citus' ELSE 'client' END,
-       host(a.client_addr), coalesce(s.ssl, false), s.version, s.cipher
+       host(a.client_addr), coalesce(s.ssl, false), s.version, s.cipher, s.client_serial::text, s.issuer_dn
   FROM pg_catalog.pg_stat_activity a LEFT JOIN pg_catalog.pg_stat_ssl s ON s.pid = a.pid
  WHERE a.backend_type = 'client backend' AND a.client_addr IS NOT NULL AND a.pid <> pg_backend_pid()
 """
 
 # pg_stat_replication has no ssl column (the seed's query fails): join pg_stat_ssl on pid.
 REPLICATION_CONNECTIONS = """
-SELECT r.application_name || ' ' || host(r.client_addr), coalesce(s.ssl, false), s.version, s.cipher
+SELECT r.application_name || ' ' || host(r.client_addr), coalesce(s.ssl, false), s.version, s.cipher,
+       s.client_serial::text, s.issuer_dn
   FROM pg_catalog.pg_stat_replication r LEFT JOIN pg_catalog.pg_stat_ssl s ON s.pid = r.pid
  WHERE r.client_addr IS NOT NULL
 """
