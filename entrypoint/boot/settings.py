@@ -174,6 +174,9 @@ class Settings:
     users: Users
     citus: Optional[Citus]
     tuning: Tuning
+    # (variable, Address) pairs the certificate must cover at verify-full; empty: a member's connect
+    # addresses. A pooler names its Service here (parse_settings' `served_names`).
+    served_names: tuple = ()
 
     @property
     def server_ssl(self) -> bool:
@@ -205,10 +208,13 @@ def parse_address(value: str) -> Optional[Address]:
     return Address(host, int(port_text))
 
 
-def parse_settings(values: Mapping[str, str], facts: HostFacts = HostFacts()) -> Settings:
+def parse_settings(values: Mapping[str, str], facts: HostFacts = HostFacts(), *, require_passwords: bool = True,
+                   served_names: tuple = ()) -> Settings:
     """Parse the environment into Settings.
 
-    Returns the Settings; raises InputError listing every problem found.
+    Returns the Settings; raises InputError listing every problem found. A pooler, which
+    runs no Patroni, passes `require_passwords=False` (the Patroni passwords are not its
+    inputs) and `served_names`, the (variable, Address) pairs its certificate must cover.
     """
     bad = Collector()
     env = Env(values, bad)
@@ -222,14 +228,14 @@ def parse_settings(values: Mapping[str, str], facts: HostFacts = HostFacts()) ->
     paths = _paths(env, facts, bad)
     identity = _identity(env, facts, bad)
     addresses = _addresses(env, mode, identity, bad)
-    users = _users(env, bad)
+    users = _users(env, bad, require_passwords)
     citus = _citus(env, bad)
     _check_socket_path(bad, paths, addresses)
     if given_mode is not None:
         _check_patroni_agrees(bad, env, given_mode, mtls.enabled)
     bad.raise_if_any()
     return Settings(mode=mode, tls=tls, key_password=key_password, mtls=mtls, paths=paths, identity=identity,
-                    addresses=addresses, users=users, citus=citus, tuning=tuning)
+                    addresses=addresses, users=users, citus=citus, tuning=tuning, served_names=tuple(served_names))
 
 
 UNIX_SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1: PostgreSQL refuses a longer socket path
@@ -414,12 +420,12 @@ def _connect_address(env: Env, mode: Mode, identity: Identity, listen: Address, 
     return Address("unknown", listen.port), False
 
 
-def _users(env: Env, bad: Collector) -> Users:
+def _users(env: Env, bad: Collector, require_passwords: bool = True) -> Users:
     superuser = User(env.name("PATRONI_SUPERUSER_USERNAME", "postgres"), env.get("PATRONI_SUPERUSER_PASSWORD") or None)
     replication = User(env.name("PATRONI_REPLICATION_USERNAME", "replicator"),
                        env.get("PATRONI_REPLICATION_PASSWORD") or None)
     for var, user in (("PATRONI_SUPERUSER_PASSWORD", superuser), ("PATRONI_REPLICATION_PASSWORD", replication)):
-        if not user.password and not bad.has(var):
+        if require_passwords and not user.password and not bad.has(var):
             bad.add(var, "not set", f"set a password for the {user.username!r} role (from a Kubernetes Secret)")
     rewind = None
     if env.given("PATRONI_REWIND_USERNAME"):
