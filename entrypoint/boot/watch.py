@@ -180,11 +180,13 @@ def die_with_parent(parent: int) -> None:
 
 
 def spawn_watcher(settings: Settings, uid: int, gid: int, groups: tuple, paths: StagedPaths,
-                  drop: Callable[[], None]) -> Optional[int]:
+                  drop: Callable[[], None], notify: Optional[Callable[[], None]] = None) -> Optional[int]:
     """Fork the watcher; returns its PID in the parent, never returns in the child.
 
     `drop` is called in the child when the run user can read every source file, so
     the watcher keeps root only where a root-only Secret mount makes it necessary.
+    `notify` (called in the child after a good restage) replaces the default, SIGHUP to
+    Patroni and the postmaster: a pooler SIGHUPs PgBouncer, the process it execs.
     """
     parent = os.getpid()
     sys.stdout.flush()
@@ -194,7 +196,7 @@ def spawn_watcher(settings: Settings, uid: int, gid: int, groups: tuple, paths: 
         return pid
     code = 0
     try:
-        _watch(settings, uid, gid, groups, paths, drop, parent)
+        _watch(settings, uid, gid, groups, paths, drop, parent, notify)
     except BaseException as exc:  # noqa: BLE001 - whatever happens here must never take Patroni down with it
         _log(f"stopped: {type(exc).__name__}: {printable(exc)}")
         code = 1
@@ -206,7 +208,7 @@ def _log(message: str) -> None:
 
 
 def _watch(settings: Settings, uid: int, gid: int, groups: tuple, paths: StagedPaths,
-           drop: Callable[[], None], parent: int) -> None:
+           drop: Callable[[], None], parent: int, notify_hook: Optional[Callable[[], None]] = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # Patroni's own reloads are not meant for us
 
@@ -226,7 +228,7 @@ def _watch(settings: Settings, uid: int, gid: int, groups: tuple, paths: StagedP
     # After the drop: a change of credentials clears the parent-death signal.
     die_with_parent(parent)
     parent_watch = ParentWatch(parent)
-    watcher = CertWatcher(settings, uid, gid, paths, notify, _log)
+    watcher = CertWatcher(settings, uid, gid, paths, notify_hook or notify, _log)
     interval = settings.tuning.watch_interval
     who = "root (the Secret mount is readable by root only)" if os.geteuid() == 0 else f"uid {os.geteuid()}"
     _log(f"watching {', '.join(printable(s) for s in sources) or 'nothing'} every {interval:g}s as {who}")
