@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--secret-dir", metavar="DIR",
                         help="where the certificate Secret is mounted here; each port is compared with the "
                              f"certificate it holds now (default {layout.CERT_DIR}, skipped when absent)")
+    parser.add_argument("--pooler", action="append", default=[], metavar="HOST:PORT",
+                        help="also audit the pooler clients reach at HOST:PORT (repeatable): its certificate, "
+                             "whether it takes plaintext, and SHOW CLIENTS/SHOW SERVERS on its admin console as "
+                             "PCK_POOLER_AUTH_USER with PCK_POOLER_AUTH_PASSWORD (or _FILE)")
     parser.add_argument("--install-view", action="store_true",
                         help="first create (or replace) the ssl_connections monitoring view on every primary")
     parser.set_defaults(func=cmd_verify)
@@ -67,7 +71,7 @@ def options_from(args: argparse.Namespace) -> VerifyOptions:
     return VerifyOptions(conninfo=args.conninfo, mode=args.mode, ca=args.ca, api_port=args.api_port,
                          api_host=args.api_host, expiry_days=args.expiry_days, timeout=args.timeout,
                          output=output, install_view=args.install_view, serve=args.serve,
-                         interval=args.interval, secret_dir=args.secret_dir)
+                         interval=args.interval, secret_dir=args.secret_dir, poolers=tuple(args.pooler))
 
 
 def cmd_verify(args: argparse.Namespace, out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:

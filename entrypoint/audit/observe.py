@@ -95,7 +95,8 @@ def observe(options: VerifyOptions, redactor: Redactor, err: TextIO, deadline: O
         _install_views(members, effective, options, redactor, err)
     observe_members(members, lambda m: observe_member(m, effective, obs.ca_file, cas, client, options.timeout,
                                                       redactor), deadline)
-    obs.members = members
+    poolers = _observe_poolers(options, effective, obs.ca_file, cas, client, redactor, deadline)
+    obs.members = members + poolers
     obs.duration = time.monotonic() - started
     if all(m.sql_error is not None for m in members):
         errors = "; ".join(f"{m.name}: {m.sql_error}" for m in members)
@@ -103,6 +104,19 @@ def observe(options: VerifyOptions, redactor: Redactor, err: TextIO, deadline: O
                          "run verify where the members' addresses resolve and are reachable "
                          "(e.g. kubectl exec into a pod)")
     return obs
+
+
+def _observe_poolers(options: VerifyOptions, effective: dict, ca_file: Optional[str], cas: list,
+                     client: Optional[ClientCert], redactor: Redactor, deadline: float) -> List[Member]:
+    """The --pooler entries, observed like members (each in its own thread, within the same deadline)."""
+    from entrypoint.audit import pooler
+
+    poolers = pooler.pooler_members(options)
+    if poolers:
+        credentials = pooler.auth(redactor)
+        observe_members(poolers, lambda m: pooler.observe_pooler(m, effective, ca_file, cas, client, options.timeout,
+                                                                 redactor, credentials), deadline)
+    return poolers
 
 
 def observe_members(members: List[Member], look: Callable[[Member], None], deadline: float) -> None:

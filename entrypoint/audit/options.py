@@ -50,6 +50,7 @@ class VerifyOptions:
     serve: Optional[str] = None  # HOST:PORT to serve /metrics and /healthz on
     interval: Optional[float] = None  # seconds between observations with --serve (None: not given)
     secret_dir: Optional[str] = None  # where the certificate Secret is mounted (None: not given)
+    poolers: tuple = ()  # HOST:PORT of each pooler to audit too (--pooler)
 
     @property
     def listen(self) -> Tuple[str, int]:
@@ -88,6 +89,11 @@ class VerifyOptions:
         if not 0 < self.api_port < 65536:
             found.append(Problem("--api-port", f"{self.api_port} is not a TCP port",
                                  "give 1 to 65535 (Patroni's default is 8008)"))
+        for pooler in self.poolers:
+            if parse_listen(pooler) is None:
+                found.append(Problem("--pooler", f"{pooler!r} is not HOST:PORT",
+                                     "give the name clients reach the pooler by and its port, e.g. "
+                                     "citusdemo-pooler.default.svc.cluster.local:6432"))
         if self.secret_dir is not None and not self.secret_dir.strip():
             found.append(Problem("--secret-dir", "is empty", "give the directory the certificate Secret is "
                                                              f"mounted at (default {layout.CERT_DIR})"))
