@@ -169,7 +169,7 @@ def _check_names(bad: Collector, settings: Settings, server: KeyPair) -> None:
     names = settings.served_names or (("PATRONI_POSTGRESQL_CONNECT_ADDRESS", settings.addresses.connect),
                                       ("PATRONI_RESTAPI_CONNECT_ADDRESS", settings.addresses.restapi_connect))
     for var, address in names:
-        if name_covered(server.leaf, address.host):
+        if address is None or name_covered(server.leaf, address.host):  # None: the name is not known
             continue
         dns, ips = san_names(server.leaf)
         how = "derived from the pod name" if settings.addresses.connect_derived and not settings.served_names \

@@ -175,7 +175,8 @@ class Settings:
     citus: Optional[Citus]
     tuning: Tuning
     # (variable, Address) pairs the certificate must cover at verify-full; empty: a member's connect
-    # addresses. A pooler names its Service here (parse_settings' `served_names`).
+    # addresses. A pooler names its Service here (parse_settings' `served_names`); an Address of None
+    # stands for a name not given (the pooler reports that itself).
     served_names: tuple = ()
 
     @property
