@@ -84,7 +84,7 @@ def inputs(env: Mapping[str, str]) -> Tuple[Settings, TlsMaterial, PoolerSetting
     bad = Collector()
     content, error = _password_file(env)
     pooler = parse_pooler(env, bad, content, error)
-    served = (("PCK_POOLER_SERVICE", pooler.service),) if pooler.service is not None else ()
+    served = (("PCK_POOLER_SERVICE", pooler.service),)  # None: not given, a problem of its own at verify-full
     try:
         settings = parse_settings(member_view(env), gather_facts(env), require_passwords=False, served_names=served)
     except InputError as err:
