@@ -1,4 +1,4 @@
-"""The pooler for real: PgBouncer (Debian's 1.18, started through `pooler run` as root) in front of a verify-full cluster.
+"""The pooler for real: PgBouncer 1.18, started through `pooler run` as root, in front of a verify-full cluster.
 
 A Citus coordinator with a replica and one worker where citus.so is installed, a 2-member
 Patroni cluster otherwise (127.0.<net>.131-133). The coordinator group's primary Service is

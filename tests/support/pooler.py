@@ -19,7 +19,7 @@ import subprocess
 import time
 from typing import Optional
 
-from tests.support.cluster import ENTRYPOINT, TEST_NET, VENV_BIN, LocalCluster, stop_pid, wait_for
+from tests.support.cluster import ENTRYPOINT, TEST_NET, VENV_BIN, LocalCluster, Member, stop_pid, wait_for
 from tests.support.pki import Pair
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -98,26 +98,26 @@ class Pooler:
     def __init__(self, cluster: LocalCluster, host: str, target: str, port: int = 6432,
                  pair: Optional[Pair] = None, env_extra: Optional[dict] = None) -> None:
         self.cluster, self.host, self.port, self.target = cluster, host, port, target
-        self.workdir = os.path.join(cluster.workdir, f"pooler-{host}")
-        self.pair = pair if pair is not None else cluster.ca.issue(host, cn="pooler")
+        # Its directories, Secret mount and log are laid out as a member's (cluster.write_cert_dir and all).
+        workdir = os.path.join(cluster.workdir, f"pooler-{host}")
+        self.node = Member(name="pooler", host=host, group=None, workdir=workdir,
+                           pair=pair if pair is not None else cluster.ca.issue(host, cn="pooler"))
         self.env_extra = env_extra or {}
         self.proc: Optional[subprocess.Popen] = None
 
     @property
-    def cert_dir(self) -> str:
-        return os.path.join(self.workdir, "certs")
+    def pair(self) -> Pair:
+        assert self.node.pair is not None
+        return self.node.pair
 
     @property
     def runtime_dir(self) -> str:
-        return os.path.join(self.workdir, "run")
-
-    @property
-    def log_path(self) -> str:
-        return os.path.join(self.workdir, "pooler.log")
+        return self.node.runtime_dir
 
     def env(self) -> dict:
         env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "LANG": "C.UTF-8", "PGSSLMODE": self.cluster.mode,
-               "PCK_CERT_DIR": self.cert_dir, "PCK_RUNTIME_DIR": self.runtime_dir, "PATRONI_SCOPE": self.cluster.scope,
+               "PCK_CERT_DIR": self.node.cert_dir, "PCK_RUNTIME_DIR": self.runtime_dir,
+               "PATRONI_SCOPE": self.cluster.scope,
                "PCK_POOLER_LISTEN": f"{self.host}:{self.port}", "PCK_POOLER_SERVICE": f"{self.host}:{self.port}",
                "PCK_POOLER_TARGET": self.target, "PCK_POOLER_AUTH_PASSWORD": AUTH_PASSWORD}
         if self.cluster.client_cert_auth:
@@ -125,17 +125,11 @@ class Pooler:
         env.update(self.env_extra)
         return {k: v for k, v in env.items() if v is not None}
 
-    def write_cert_dir(self) -> None:
-        """The Secret as the kubelet mounts it (root-owned files behind an atomically swapped ..data link)."""
-        holder = type("Holder", (), {})()
-        holder.cert_dir, holder.pair = self.cert_dir, self.pair
-        self.cluster.write_cert_dir(holder)
-
     def start(self) -> "Pooler":
-        os.makedirs(self.workdir, exist_ok=True)
-        os.chmod(self.workdir, 0o755)
-        self.write_cert_dir()
-        with open(self.log_path, "ab") as log:
+        os.makedirs(self.node.workdir, exist_ok=True)
+        os.chmod(self.node.workdir, 0o755)
+        self.cluster.write_cert_dir(self.node)
+        with open(self.node.log_path, "ab") as log:
             self.proc = subprocess.Popen([ENTRYPOINT, "pooler", "run"], env=self.env(), stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         wait_for("the pooler to listen", self.listening, 20, 0.1)
@@ -148,15 +142,12 @@ class Pooler:
                               capture_output=True).returncode == 0
 
     def rotate(self, pair: Pair) -> None:
-        self.pair = pair
-        self.write_cert_dir()
+        """A Secret update as the kubelet makes it."""
+        self.node.pair = pair
+        self.cluster.write_cert_dir(self.node)
 
     def log(self) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as handle:
-                return handle.read()
-        except OSError:
-            return ""
+        return self.node.log()
 
     def dsn(self, user: str = APP_USER, password: str = APP_PASSWORD, dbname: str = "postgres", **overrides) -> str:
         params = {"host": self.host, "port": self.port, "user": user, "password": password, "dbname": dbname,
