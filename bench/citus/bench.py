@@ -134,6 +134,16 @@ def _children(pid: int) -> list:
         return []
 
 
+def worker_sessions(cluster: LocalCluster) -> int:
+    """Sessions the workers have had in the Citus database (pg_stat_database.sessions), less verify's own look."""
+    total = 0
+    for member in cluster.members:
+        if member.group:
+            total += cluster.query(member, "SELECT sessions FROM pg_stat_database WHERE datname = 'citus'",
+                                   dbname="citus")[0][0] - 1  # this very query's session counts already
+    return total
+
+
 def pgbench(cluster: LocalCluster, pooler: Pooler, via: str, script: str, connect: str, seconds: int,
             clients: int, workdir: str) -> dict:
     coord = cluster.leader(0)
@@ -148,11 +158,13 @@ def pgbench(cluster: LocalCluster, pooler: Pooler, via: str, script: str, connec
         args += ["-f", path]
     if connect == "-C":
         args.append("-C")
+    sessions_before = worker_sessions(cluster)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     servers_before, pooler_before = cluster_cpu(cluster, pooler)
     result = subprocess.run(args, env=pg_env(cluster, host, port, USER), capture_output=True, text=True)
     servers_after, pooler_after = cluster_cpu(cluster, pooler)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sessions = worker_sessions(cluster) - sessions_before
     match = re.search(r"tps = ([0-9.]+)", result.stdout)
     failed = re.search(r"number of failed transactions: (\d+)", result.stdout)
     if result.returncode or not match:
@@ -163,7 +175,7 @@ def pgbench(cluster: LocalCluster, pooler: Pooler, via: str, script: str, connec
     return {"tps": tps, "failed": int(failed.group(1)) if failed else 0,
             "server_ms": 1000 * (servers_after - servers_before) / txns,
             "pooler_ms": 1000 * (pooler_after - pooler_before) / txns if via == "pooler" else 0.0,
-            "client_ms": 1000 * client_cpu / txns}
+            "client_ms": 1000 * client_cpu / txns, "worker_sessions": sessions / txns}
 
 
 CASES = [(via, script, connect) for script in ("router", "count") for connect in ("persistent", "-C")
@@ -171,8 +183,9 @@ CASES = [(via, script, connect) for script in ("router", "count") for connect in
 
 
 def report(results: dict) -> None:
-    print("\nmedians (tps; CPU ms per transaction: servers / PgBouncer / pgbench)")
-    print(f"{'case':<38} {'disable':>26} {'verify-full':>26} {'vf/dis':>7}")
+    print("\nmedians (tps; CPU ms per transaction: servers / PgBouncer / pgbench; new worker sessions per "
+          "transaction)")
+    print(f"{'case':<32} {'disable':>34} {'verify-full':>34} {'vf/dis':>7}")
     for via, script, connect in CASES:
         cells = []
         for mode in MODES:
@@ -180,10 +193,11 @@ def report(results: dict) -> None:
             tps = statistics.median(r["tps"] for r in runs)
             cpu = "/".join(f"{statistics.median(r[k] for r in runs):.2f}" for k in ("server_ms", "pooler_ms",
                                                                                    "client_ms"))
-            cells.append(f"{tps:8.1f} ({cpu})")
+            sessions = statistics.median(r["worker_sessions"] for r in runs)
+            cells.append(f"{tps:8.1f} ({cpu}; {sessions:.2f})")
         ratio = _median(results, (via, script, connect, "verify-full")) / _median(results,
                                                                                   (via, script, connect, "disable"))
-        print(f"{via + ' ' + script + ' ' + connect:<38} {cells[0]:>26} {cells[1]:>26} {ratio:7.2f}")
+        print(f"{via + ' ' + script + ' ' + connect:<32} {cells[0]:>34} {cells[1]:>34} {ratio:7.2f}")
     print("\ntargets")
     for name, top, bottom, target in TARGETS:
         ratio = _median(results, top) / _median(results, bottom)
@@ -222,7 +236,8 @@ def main() -> int:
                     results.setdefault((via, script, connect, mode), []).append(r)
                     print(f"round {round_no + 1} {mode:<11} {via:<6} {script:<11} {connect:<10} {r['tps']:9.1f} tps "
                           f"servers {r['server_ms']:.2f} ms, pgbouncer {r['pooler_ms']:.2f} ms, pgbench "
-                          f"{r['client_ms']:.2f} ms per transaction", flush=True)
+                          f"{r['client_ms']:.2f} ms per transaction; {r['worker_sessions']:.2f} new worker sessions "
+                          f"per transaction", flush=True)
         report(results)
     finally:
         for cluster, pooler in stacks.values():
