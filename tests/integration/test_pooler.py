@@ -255,6 +255,27 @@ def test_both_legs_are_tls_as_pgbouncer_and_postgresql_report_them(stack):
     assert all(ssl and version in ("TLSv1.2", "TLSv1.3") for _u, ssl, version in rows), rows
 
 
+def test_setup_is_idempotent_and_refuses_replicas_and_non_superusers(stack):
+    cluster, _service, pooler, coordinators = stack
+    primary = cluster.leader(0 if CITUS else None)
+    replica = next(m for m in coordinators if m is not primary)
+    again = pooler_setup(cluster, cluster.dsn(primary, host=SERVICE_IP, dbname=DB))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"{DB}: schema pgbouncer" in again.stdout and "template1: schema pgbouncer" in again.stdout
+    on_replica = pooler_setup(cluster, cluster.dsn(replica, dbname=DB))
+    assert on_replica.returncode == 2 and "is a replica" in on_replica.stderr
+    as_app = pooler_setup(cluster, cluster.dsn(primary, user=APP_USER, password=APP_PASSWORD, dbname=DB))
+    assert as_app.returncode == 2 and "is not a superuser" in as_app.stderr
+    as_super = pooler_setup(cluster, cluster.dsn(primary, dbname=DB), PCK_POOLER_AUTH_USER="postgres")
+    assert as_super.returncode == 2 and "superuser or replication role" in as_super.stderr
+    with psycopg.connect(pooler.dsn(dbname=DB), autocommit=True) as conn:  # still logs in after the re-run
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    if CITUS:  # nothing was propagated: the worker has neither the lookup nor the auth role
+        worker = cluster.leader(1)
+        assert cluster.query(worker, "SELECT count(*) FROM pg_proc WHERE proname = 'user_lookup'", dbname=DB) == [(0,)]
+        assert cluster.query(worker, "SELECT count(*) FROM pg_roles WHERE rolname = 'pgbouncer'", dbname=DB) == [(0,)]
+
+
 def test_verify_covers_the_pooler(stack):
     cluster, _service, pooler, coordinators = stack
     primary = cluster.leader(0 if CITUS else None)
@@ -276,6 +297,10 @@ def test_verify_covers_the_pooler(stack):
     assert counts["pooler_client"]["encrypted"] >= 1 and counts["pooler_client"]["plaintext"] == 0
     assert counts["pooler_server"]["encrypted"] >= 1 and counts["pooler_server"]["plaintext"] == 0
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    table = subprocess.run([ENTRYPOINT, "verify", cluster.dsn(primary, dbname=DB), "--pooler",
+                            f"{POOLER_IP}:{pooler.port}"], env=env, capture_output=True, text=True, timeout=120)
+    print(table.stdout)
+    assert f"pooler {POOLER_IP}:{pooler.port}" in table.stdout and table.returncode == 0
 
 
 def test_rotation_is_served_within_2_seconds_with_no_failed_query(stack):
@@ -294,6 +319,21 @@ def test_rotation_is_served_within_2_seconds_with_no_failed_query(stack):
     assert loop.failures() == [] and loop.reconnects == 0
     assert len(loop.results) > 20
     assert "new TLS material checked and staged" in pooler.log()
+
+
+def test_a_rotated_certificate_that_does_not_cover_the_service_is_refused(stack):
+    """The watcher re-checks with the pooler's settings: its Service name, not a member's address."""
+    from tests.support.wire import postgres_certificate
+
+    cluster, _service, pooler, _ = stack
+    before, good = pooler.pair, cluster.ca.issue(POOLER_IP, cn="pooler")
+    log_size = len(pooler.log())
+    pooler.rotate(cluster.ca.issue("127.0.5.250", cn="elsewhere"))
+    wait_for("the refusal", lambda: "refused new TLS material" in pooler.log()[log_size:], 15, 0.1)
+    assert f"does not cover '{POOLER_IP}'" in pooler.log()[log_size:] and "PCK_POOLER_SERVICE" in pooler.log()
+    assert postgres_certificate(POOLER_IP, pooler.port).serial_number == before.cert.serial_number
+    pooler.rotate(good)
+    wait_serial(POOLER_IP, pooler.port, good.cert.serial_number, 5)
 
 
 def _wait_resumed(loop: ClientLoop, host: str, since: float) -> None:
