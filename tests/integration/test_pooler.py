@@ -205,6 +205,35 @@ def test_every_bad_input_exits_2_and_starts_nothing(tmp_path, case):
     assert os.path.join(tmp, "run") not in ps, "a PgBouncer was started"
 
 
+# ---- mutual TLS: a one-member cluster of its own, gone before the main stack starts ------------------
+def test_mutual_tls_clients_need_a_certificate_and_the_pooler_presents_its_own():
+    cluster = LocalCluster(mode="verify-full", members=1, client_cert_auth=True, scope="poolmtls", base_ip=135,
+                           service_sans=(SERVICE_IP,))
+    service = pooler = None
+    try:
+        cluster.start()
+        service = PrimaryService(cluster, cluster.members).start()
+        setup = pooler_setup(cluster, cluster.dsn(cluster.members[0], host=SERVICE_IP))
+        assert setup.returncode == 0, setup.stdout + setup.stderr
+        with cluster.connect(cluster.members[0]) as conn:
+            conn.execute(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}'")
+        pooler = Pooler(cluster, POOLER_IP, f"{SERVICE_IP}:5432").start()
+        assert "client_tls_sslmode = verify-ca" in open(os.path.join(pooler.runtime_dir, "pgbouncer.ini")).read()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(pooler.dsn(sslcert=None, sslkey=None)).close()
+        with psycopg.connect(pooler.dsn(), autocommit=True) as conn:  # the member's pair as a client certificate
+            assert conn.execute("SELECT current_user").fetchone() == (APP_USER,)
+            dns = cluster.query(cluster.members[0], "SELECT s.client_dn FROM pg_stat_activity a JOIN pg_stat_ssl s "
+                                                    "USING (pid) WHERE a.usename = %s", (APP_USER,))
+        assert dns and all(dn == "/CN=pooler" for (dn,) in dns), dns
+    finally:
+        for part in (pooler, service):
+            if part is not None:
+                part.stop()
+        cluster.stop()
+        cluster.cleanup()
+
+
 # ---- the running stack -------------------------------------------------------------------------
 def test_clients_connect_through_the_pooler_at_verify_full(stack):
     cluster, _service, pooler, _ = stack
