@@ -22,6 +22,7 @@ import argparse
 import os
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -244,6 +245,7 @@ def main() -> int:
             pooler.stop()
             cluster.stop()
             cluster.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
