@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "entrypoint.boot.commands",
     "entrypoint.certs.commands",
     "entrypoint.audit.commands",
+    "entrypoint.pooler.commands",
 )
 
 

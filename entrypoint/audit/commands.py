@@ -59,6 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="CRLs (PEM) to judge revocation against: report served certificates and sessions "
                              "they revoke, and each CRL's nextUpdate (default: the connection's sslcrl, else "
                              f"{layout.CRL_FILE} in --secret-dir when present)")
+    parser.add_argument("--pooler", action="append", default=[], metavar="HOST:PORT",
+                        help="also audit the pooler clients reach at HOST:PORT (repeatable): its certificate, "
+                             "whether it takes plaintext, and SHOW CLIENTS/SHOW SERVERS on its admin console as "
+                             "PCK_POOLER_AUTH_USER with PCK_POOLER_AUTH_PASSWORD (or _FILE)")
     parser.add_argument("--install-view", action="store_true",
                         help="first create (or replace) the ssl_connections monitoring view on every primary")
     parser.set_defaults(func=cmd_verify)
@@ -71,7 +75,8 @@ def options_from(args: argparse.Namespace) -> VerifyOptions:
     return VerifyOptions(conninfo=args.conninfo, mode=args.mode, ca=args.ca, api_port=args.api_port,
                          api_host=args.api_host, expiry_days=args.expiry_days, timeout=args.timeout,
                          output=output, install_view=args.install_view, serve=args.serve,
-                         interval=args.interval, secret_dir=args.secret_dir, crl=args.crl)
+                         interval=args.interval, secret_dir=args.secret_dir, crl=args.crl,
+                         poolers=tuple(args.pooler))
 
 
 def cmd_verify(args: argparse.Namespace, out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:

@@ -8,6 +8,10 @@ from entrypoint import sslmode
 from entrypoint.audit.model import Finding, Member, Observations, ServedCert
 
 LINKS = ("client", "replication", "citus")
+# A pooler (verify --pooler) is reported as a member with role "pooler" and these two links:
+# its clients' sessions (SHOW CLIENTS) and its sessions to PostgreSQL (SHOW SERVERS).
+POOLER = "pooler"
+POOLER_LINKS = ("pooler_client", "pooler_server")
 ERROR = "error"
 WARNING = "warning"
 # Every finding code and the severities it can carry (docs/verify.md lists them; the
@@ -43,9 +47,35 @@ def find(obs: Observations) -> list:
     return sorted(out, key=lambda f: (f.severity != ERROR))
 
 
+def links_of(member: Member) -> tuple:
+    """The links a member (or a pooler) serves."""
+    return POOLER_LINKS if member.role == POOLER else LINKS
+
+
+def _pooler_findings(obs: Observations, member: Member) -> list:
+    where = f"pooler {member.host}:{member.port}"
+    out: list = []
+    if member.sql_error is not None:
+        out.append(Finding(ERROR, "unreachable", member.name, where,
+                           f"cannot read PgBouncer's admin console (SHOW CLIENTS/SERVERS): {member.sql_error}",
+                           "check the pooler is running, and give verify PCK_POOLER_AUTH_PASSWORD (or _FILE) of "
+                           "the auth_user, which the pooler lists in stats_users"))
+    if member.plaintext_accepted and forbids_plaintext(obs.mode):
+        out.append(Finding(ERROR, "plaintext_accepted", member.name, where,
+                           f"accepts plaintext client connections, but PGSSLMODE={obs.mode} forbids plaintext",
+                           f"restart the pooler with PGSSLMODE={obs.mode}: `pooler run` then renders "
+                           "client_tls_sslmode=require"))
+    return out
+
+
 def _member_findings(obs: Observations, member: Member) -> list:
     out: list = []
     forbids = forbids_plaintext(obs.mode)
+    if member.role == POOLER:
+        out += _pooler_findings(obs, member)
+        for served in member.served:
+            out += _served_findings(obs, member, served)
+        return out + _connection_findings(obs, member) + _link_mode_findings(obs, member)
     if member.sql_error is not None:
         out.append(Finding(ERROR, "unreachable", member.name, f"postgres {member.host}:{member.port}",
                            f"cannot query PostgreSQL: {member.sql_error}",
@@ -67,12 +97,17 @@ def _member_findings(obs: Observations, member: Member) -> list:
                            "set PCK_TLS_MIN_VERSION=TLSv1.2 (the default) or TLSv1.3"))
     for served in member.served:
         out += _served_findings(obs, member, served)
-    out += _connection_findings(obs, member)
+    return out + _connection_findings(obs, member) + _link_mode_findings(obs, member)
+
+
+def _link_mode_findings(obs: Observations, member: Member) -> list:
+    out: list = []
     for link, link_mode in sorted(member.link_modes.items()):
         if link_mode is not None and _rank(link_mode) < _rank(obs.mode):
+            who = "pooler" if member.role == POOLER else "member"
             out.append(Finding(ERROR, "link_mode_weaker", member.name, link,
-                               f"{link} connections from this member use sslmode={link_mode}, weaker than {obs.mode}",
-                               f"set PGSSLMODE={obs.mode} on every member and restart them"))
+                               f"{link} connections from this {who} use sslmode={link_mode}, weaker than {obs.mode}",
+                               f"set PGSSLMODE={obs.mode} on every member and pooler and restart them"))
     return out
 
 
@@ -85,7 +120,7 @@ def _served_findings(obs: Observations, member: Member, served: ServedCert) -> l
         if obs.mode == "disable":
             return []
         severity = ERROR if forbids_plaintext(obs.mode) else WARNING
-        what = "serves no TLS" if served.service == "postgres" else "serves plain HTTP"
+        what = "serves plain HTTP" if served.service == "restapi" else "serves no TLS"
         return [Finding(severity, "plaintext_port", member.name, where,
                         f"{what}, so links to it are plaintext (PGSSLMODE={obs.mode})",
                         "mount the certificate Secret and restart the member")]
@@ -130,7 +165,7 @@ def _served_findings(obs: Observations, member: Member, served: ServedCert) -> l
 
 def _connection_findings(obs: Observations, member: Member) -> list:
     out: list = []
-    for link in LINKS:
+    for link in links_of(member):
         conns = [c for c in member.connections if c.link == link]
         plain = [c for c in conns if not c.encrypted]
         if plain and forbids_plaintext(obs.mode):
@@ -206,7 +241,7 @@ def _verifies_host(mode: str) -> bool:
 
 def connection_counts(member: Member) -> dict:
     """Return {link: (encrypted, plaintext)} for every link, zeros included."""
-    counts = {link: [0, 0] for link in LINKS}
+    counts = {link: [0, 0] for link in links_of(member)}
     for conn in member.connections:
         counts.setdefault(conn.link, [0, 0])[0 if conn.encrypted else 1] += 1
     return {link: (enc, plain) for link, (enc, plain) in counts.items()}

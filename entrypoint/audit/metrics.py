@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from entrypoint import __version__
-from entrypoint.audit.findings import CODES, LINKS, forbids_plaintext
+from entrypoint.audit.findings import CODES, forbids_plaintext, links_of
 from entrypoint.audit.model import Member, Observations
 
 PREFIX = "pck_tls_"
@@ -127,7 +127,7 @@ def _member_families(obs: Observations) -> list:
         up.add_metric(base, 0 if member.sql_error else 1)
         if member.plaintext_accepted is not None:
             accepted.add_metric(base, 1 if member.plaintext_accepted else 0)
-        for name in LINKS:
+        for name in links_of(member):
             if name == "citus" and not obs.citus:
                 continue
             conns = [c for c in member.connections if c.link == name]

@@ -98,7 +98,8 @@ def observe(options: VerifyOptions, redactor: Redactor, err: TextIO, deadline: O
         _install_views(members, effective, options, redactor, err)
     observe_members(members, lambda m: observe_member(m, effective, obs.ca_file, cas, client, options.timeout,
                                                       redactor), deadline)
-    obs.members = members
+    poolers = _observe_poolers(options, effective, obs.ca_file, cas, client, redactor, deadline)
+    obs.members = members + poolers
     if revocation.path is None:
         revocation = default_crl(_existing(effective.get("sslcrl")), options.secret_directory)
     mark(obs, revocation, cas)
@@ -109,6 +110,19 @@ def observe(options: VerifyOptions, redactor: Redactor, err: TextIO, deadline: O
                          "run verify where the members' addresses resolve and are reachable "
                          "(e.g. kubectl exec into a pod)")
     return obs
+
+
+def _observe_poolers(options: VerifyOptions, effective: dict, ca_file: Optional[str], cas: list,
+                     client: Optional[ClientCert], redactor: Redactor, deadline: float) -> List[Member]:
+    """The --pooler entries, observed like members (each in its own thread, within the same deadline)."""
+    from entrypoint.audit import pooler
+
+    poolers = pooler.pooler_members(options)
+    if poolers:
+        credentials = pooler.auth(redactor)
+        observe_members(poolers, lambda m: pooler.observe_pooler(m, effective, ca_file, cas, client, options.timeout,
+                                                                 redactor, credentials), deadline)
+    return poolers
 
 
 def observe_members(members: List[Member], look: Callable[[Member], None], deadline: float) -> None:

@@ -51,6 +51,7 @@ class VerifyOptions:
     interval: Optional[float] = None  # seconds between observations with --serve (None: not given)
     secret_dir: Optional[str] = None  # where the certificate Secret is mounted (None: not given)
     crl: Optional[str] = None  # --crl: the CRL file to judge revocation against (None: not given)
+    poolers: tuple = ()  # HOST:PORT of each pooler to audit too (--pooler)
 
     @property
     def listen(self) -> Tuple[str, int]:
@@ -91,6 +92,11 @@ class VerifyOptions:
                                  "give 1 to 65535 (Patroni's default is 8008)"))
         if self.crl is not None and not self.crl.strip():
             found.append(Problem("--crl", "is empty", "give the PEM file with the CRLs (the Secret's ca.crl)"))
+        for pooler in self.poolers:
+            if parse_listen(pooler) is None:
+                found.append(Problem("--pooler", f"{pooler!r} is not HOST:PORT",
+                                     "give the name clients reach the pooler by and its port, e.g. "
+                                     "citusdemo-pooler.default.svc.cluster.local:6432"))
         if self.secret_dir is not None and not self.secret_dir.strip():
             found.append(Problem("--secret-dir", "is empty", "give the directory the certificate Secret is "
                                                              f"mounted at (default {layout.CERT_DIR})"))

@@ -81,8 +81,33 @@ def accepts_plaintext(host: str, port: int, timeout: float) -> Optional[bool]:
     through; an error with SQLSTATE 28000 means pg_hba rejected it (the `hostnossl ...
     reject` lines). No password is ever sent. None when the answer says neither.
     """
+    kind, fields = _plaintext_startup(host, port, timeout, "postgres")
+    if kind == b"R":
+        return True
+    if kind == b"E":
+        return False if fields.get(b"C") == b"28000" else None
+    return None
+
+
+def pooler_accepts_plaintext(host: str, port: int, timeout: float) -> Optional[bool]:
+    """Whether PgBouncer takes a plaintext client; raises ProbeError.
+
+    PgBouncer judges TLS before it looks at the user: with client_tls_sslmode require and
+    up it answers a plaintext StartupMessage with FATAL "SSL required" (SQLSTATE 08P01);
+    any other answer (an authentication request, "no such user") got past that gate.
+    """
+    kind, fields = _plaintext_startup(host, port, timeout, "pgbouncer")
+    if kind == b"R":
+        return True
+    if kind == b"E":
+        return fields.get(b"M") != b"SSL required"
+    return None
+
+
+def _plaintext_startup(host: str, port: int, timeout: float, database: str) -> tuple:
+    """(first message type, fields of an ErrorResponse) for a StartupMessage without SSL; raises ProbeError."""
     params = b"".join(k.encode() + b"\0" + v.encode() + b"\0"
-                      for k, v in (("user", PROBE_USER), ("database", "postgres"),
+                      for k, v in (("user", PROBE_USER), ("database", database),
                                    ("application_name", "patroni-citus-k8s verify")))
     body = struct.pack("!I", 196608) + params + b"\0"  # protocol 3.0
     sock = _connect(host, port, timeout)
@@ -97,12 +122,7 @@ def accepts_plaintext(host: str, port: int, timeout: float) -> Optional[bool]:
         raise ProbeError(f"{host}:{port}: no answer to a plaintext startup ({_reason(exc)})") from exc
     finally:
         sock.close()
-    if kind == b"R":
-        return True
-    if kind == b"E":
-        fields = {f[:1]: f[1:] for f in reply.split(b"\0") if f}
-        return False if fields.get(b"C") == b"28000" else None
-    return None
+    return kind, {f[:1]: f[1:] for f in reply.split(b"\0") if f}
 
 
 def _recv_exactly(sock: socket.socket, count: int) -> bytes:

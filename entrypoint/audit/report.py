@@ -32,7 +32,7 @@ def render_table(obs: Observations, findings: list) -> str:
             rows.append((member.name, group, member.role or "-") + ("-",) * 10)
         for served in member.served:
             days = _days_left(served.not_after, obs.observed_at)
-            plaintext = member.plaintext_accepted if served.service == "postgres" else None
+            plaintext = member.plaintext_accepted if served.service in ("postgres", "pooler") else None
             rows.append((member.name, group, member.role or "-", f"{served.service} {served.port}",
                          "unreachable" if served.error else ("yes" if served.tls else "NO"),
                          "-" if plaintext is None else ("ACCEPTED" if plaintext else "rejected"),

@@ -47,12 +47,15 @@ class Need:
     writes_into: bool = False  # the entrypoint writes files here itself (boot.fsops), never through a link
 
 
-def needs(settings: Settings) -> List[Need]:
-    """The directories this member needs, with the variable that names each."""
+def needs(settings: Settings, member: bool = True) -> List[Need]:
+    """The directories this member needs, with the variable that names each; a pooler (`member=False`) needs only
+    the runtime directory, where it writes everything."""
     p = settings.paths
     config_dir = os.path.dirname(p.config_file)
     out = [Need("PCK_RUNTIME_DIR", p.runtime_dir, RUNTIME_MODE,
                 "mount an emptyDir there (medium: Memory), or start as root so the entrypoint creates it", True)]
+    if not member:
+        return out
     if config_dir != p.runtime_dir:
         out.append(Need("PCK_CONFIG_FILE", config_dir, RUNTIME_MODE,
                         "point PCK_CONFIG_FILE into a directory the container user can write (the runtime dir)", True))
@@ -150,9 +153,11 @@ def claimable(path: str, st: os.stat_result) -> bool:
     return not entries and os.path.ismount(path)
 
 
-def check_directories(settings: Settings, who: Who) -> List[Problem]:
-    """Every directory problem, found without writing anything."""
-    problems = [p for p in (_dir_problem(need, who) for need in needs(settings)) if p]
+def check_directories(settings: Settings, who: Who, member: bool = True) -> List[Problem]:
+    """Every directory problem, found without writing anything (a pooler's: the runtime directory only)."""
+    problems = [p for p in (_dir_problem(need, who) for need in needs(settings, member)) if p]
+    if not member:
+        return problems
     config = settings.paths.config_file
     if os.path.isdir(config):
         problems.append(Problem("PCK_CONFIG_FILE", f"{config} is a directory", "give the path of a file"))
@@ -160,10 +165,12 @@ def check_directories(settings: Settings, who: Who) -> List[Problem]:
     return problems + ([data] if data else [])
 
 
-def make_directories(settings: Settings, who: Who) -> None:
+def make_directories(settings: Settings, who: Who, member: bool = True) -> None:
     """Create what is missing (after check_directories found nothing wrong). Raises OSError."""
-    for need in needs(settings):
+    for need in needs(settings, member):
         _make(need.path, need.mode, who)
+    if not member:
+        return
     data_dir, parent = settings.paths.data_dir, os.path.dirname(settings.paths.data_dir)
     if os.path.exists(data_dir):
         return

@@ -220,12 +220,14 @@ def _check_leaf(bad: Collector, warnings: List[str], settings: Settings, pair: K
 
 def _check_names(bad: Collector, settings: Settings, server: KeyPair) -> None:
     """verify-full: the certificate covers every name peers use to reach this node."""
-    for var, address in (("PATRONI_POSTGRESQL_CONNECT_ADDRESS", settings.addresses.connect),
-                         ("PATRONI_RESTAPI_CONNECT_ADDRESS", settings.addresses.restapi_connect)):
-        if name_covered(server.leaf, address.host):
+    names = settings.served_names or (("PATRONI_POSTGRESQL_CONNECT_ADDRESS", settings.addresses.connect),
+                                      ("PATRONI_RESTAPI_CONNECT_ADDRESS", settings.addresses.restapi_connect))
+    for var, address in names:
+        if address is None or name_covered(server.leaf, address.host):  # None: the name is not known
             continue
         dns, ips = san_names(server.leaf)
-        how = "derived from the pod name" if settings.addresses.connect_derived else "as configured"
+        how = "derived from the pod name" if settings.addresses.connect_derived and not settings.served_names \
+            else "as configured"
         bad.add(settings.tls.cert_file,
                 f"does not cover {address.host!r}, the name peers use to reach this node ({var}, {how}); "
                 f"its SANs are {', '.join(dns + ips) or 'none'}",

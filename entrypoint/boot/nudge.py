@@ -19,12 +19,13 @@ import base64
 import json
 import ssl
 import urllib.request
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from cryptography import x509
 
 from entrypoint.boot.settings import Settings
 from entrypoint.boot.stage import StagedPaths
+from entrypoint.errors import printable
 from entrypoint.pki.crl import is_revoked, revoked_pairs
 
 
@@ -118,3 +119,20 @@ def end_revoked_sessions(settings: Settings, paths: StagedPaths, crls: Sequence[
                 conn.execute("SELECT pg_catalog.pg_terminate_backend(%s)", (pid,))
                 ended.append(f"pid {pid} ({kind}, user {user}, certificate serial {int(serial):x})")
     return ended
+
+
+def after_reload(settings: Settings, paths: StagedPaths, material: Any, log: Callable[[str], None]) -> None:
+    """The watcher's steps after a restage: Patroni's REST API now rather than on its next HA cycle, and the
+    sessions a new CRL revokes ended. Never raises: either failure leaves a safe state and a line in the log."""
+    try:
+        wake_patroni(settings, paths)
+    except Exception as exc:  # noqa: BLE001 - Patroni's HA cycle picks the change up anyway
+        log(f"could not wake Patroni through its REST API ({type(exc).__name__}); it reloads on its next HA cycle")
+    if not material.crls:
+        return
+    try:
+        for who in end_revoked_sessions(settings, paths, material.crls):
+            log(f"ended a session with a revoked client certificate: {printable(who)}")
+    except Exception as exc:  # noqa: BLE001 - new connections are refused either way; retried on the next CRL
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        log(f"could not end sessions with revoked certificates: {type(exc).__name__}: {printable(first)}")

@@ -179,6 +179,11 @@ class Settings:
     users: Users
     citus: Optional[Citus]
     tuning: Tuning
+    # (variable, Address) pairs the certificate must cover at verify-full; empty: a member's connect
+    # addresses. A pooler names its Service here (parse_settings' `served_names`); an Address of None
+    # stands for a name not given (the pooler reports that itself).
+    served_names: tuple = ()
+
     # The sslmode of this member's own client links (replication, rewind, superuser, Citus):
     # the mode itself, or `prefer` while a rolling change to TLS is under way (PCK_TLS_UPGRADE)
     # and a peer may still serve none; the watcher tightens it once every peer does.
@@ -226,10 +231,13 @@ def parse_address(value: str) -> Optional[Address]:
     return Address(host, int(port_text))
 
 
-def parse_settings(values: Mapping[str, str], facts: HostFacts = HostFacts()) -> Settings:
+def parse_settings(values: Mapping[str, str], facts: HostFacts = HostFacts(), *, require_passwords: bool = True,
+                   served_names: tuple = ()) -> Settings:
     """Parse the environment into Settings.
 
-    Returns the Settings; raises InputError listing every problem found.
+    Returns the Settings; raises InputError listing every problem found. A pooler, which
+    runs no Patroni, passes `require_passwords=False` (the Patroni passwords are not its
+    inputs) and `served_names`, the (variable, Address) pairs its certificate must cover.
     """
     bad = Collector()
     env = Env(values, bad)
@@ -243,7 +251,7 @@ def parse_settings(values: Mapping[str, str], facts: HostFacts = HostFacts()) ->
     paths = _paths(env, facts, bad)
     identity = _identity(env, facts, bad)
     addresses = _addresses(env, mode, identity, bad)
-    users = _users(env, bad)
+    users = _users(env, bad, require_passwords)
     citus = _citus(env, bad)
     _check_socket_path(bad, paths, addresses)
     if given_mode is not None:
@@ -251,7 +259,8 @@ def parse_settings(values: Mapping[str, str], facts: HostFacts = HostFacts()) ->
     link_mode = _link_mode(bad, mode, mtls, tuning)
     bad.raise_if_any()
     return Settings(mode=mode, tls=tls, key_password=key_password, mtls=mtls, paths=paths, identity=identity,
-                    addresses=addresses, users=users, citus=citus, tuning=tuning, link_mode=link_mode)
+                    addresses=addresses, users=users, citus=citus, tuning=tuning, link_mode=link_mode,
+                    served_names=tuple(served_names))
 
 
 def _link_mode(bad: Collector, mode: Mode, mtls: MutualTls, tuning: Tuning) -> Optional[Mode]:
@@ -456,12 +465,12 @@ def _connect_address(env: Env, mode: Mode, identity: Identity, listen: Address, 
     return Address("unknown", listen.port), False
 
 
-def _users(env: Env, bad: Collector) -> Users:
+def _users(env: Env, bad: Collector, require_passwords: bool = True) -> Users:
     superuser = User(env.name("PATRONI_SUPERUSER_USERNAME", "postgres"), env.get("PATRONI_SUPERUSER_PASSWORD") or None)
     replication = User(env.name("PATRONI_REPLICATION_USERNAME", "replicator"),
                        env.get("PATRONI_REPLICATION_PASSWORD") or None)
     for var, user in (("PATRONI_SUPERUSER_PASSWORD", superuser), ("PATRONI_REPLICATION_PASSWORD", replication)):
-        if not user.password and not bad.has(var):
+        if require_passwords and not user.password and not bad.has(var):
             bad.add(var, "not set", f"set a password for the {user.username!r} role (from a Kubernetes Secret)")
     rewind = None
     if env.given("PATRONI_REWIND_USERNAME"):

@@ -68,8 +68,10 @@ class CertWatcher:
     """Polls the certificate sources and applies good changes. `step` is one look, for tests and the loop."""
 
     def __init__(self, settings: Settings, uid: int, gid: int, paths: StagedPaths,
-                 notify: Callable[[], None], log: Callable[[str], None]) -> None:
+                 notify: Callable[[], None], log: Callable[[str], None],
+                 after_reload: Optional[Callable[..., None]] = None) -> None:
         self.settings = settings
+        self.after_reload = after_reload  # (settings, paths, material, log) once a new set is staged and signalled
         self.uid, self.gid = uid, gid
         self.paths = paths
         self.notify = notify
@@ -148,24 +150,9 @@ class CertWatcher:
         serial = format(material.server.leaf.serial_number, "x") if material.server else "-"
         self.log(f"new TLS material checked and staged (server certificate serial {serial}); reloading")
         self.notify()
-        self._after_reload(material)
+        if self.after_reload is not None:
+            self.after_reload(self.settings, self.paths, material, self.log)
         return "applied"
-
-    def _after_reload(self, material) -> None:
-        """Patroni's REST API now rather than on its next HA cycle; sessions a new CRL revokes ended."""
-        try:
-            nudge.wake_patroni(self.settings, self.paths)
-        except Exception as exc:  # noqa: BLE001 - Patroni's HA cycle picks the change up anyway
-            self.log(f"could not wake Patroni through its REST API ({type(exc).__name__}); it reloads on its "
-                     "next HA cycle")
-        if not material.crls:
-            return
-        try:
-            for who in nudge.end_revoked_sessions(self.settings, self.paths, material.crls):
-                self.log(f"ended a session with a revoked client certificate: {printable(who)}")
-        except Exception as exc:  # noqa: BLE001 - new connections are refused either way; retried on the next CRL
-            self.log(f"could not end sessions with revoked certificates: {type(exc).__name__}: "
-                     f"{printable(str(exc).splitlines()[0] if str(exc) else '')}")
 
     def _refuse(self, state: str, message: str) -> str:
         self.refused, self.refused_at = state, time.monotonic()
@@ -211,11 +198,13 @@ def die_with_parent(parent: int) -> None:
 
 
 def spawn_watcher(settings: Settings, uid: int, gid: int, groups: tuple, paths: StagedPaths,
-                  drop: Callable[[], None]) -> Optional[int]:
+                  drop: Callable[[], None], notify: Optional[Callable[[], None]] = None) -> Optional[int]:
     """Fork the watcher; returns its PID in the parent, never returns in the child.
 
     `drop` is called in the child when the run user can read every source file, so
     the watcher keeps root only where a root-only Secret mount makes it necessary.
+    `notify` (called in the child after a good restage) replaces the default, SIGHUP to
+    Patroni and the postmaster: a pooler SIGHUPs PgBouncer, the process it execs.
     """
     parent = os.getpid()
     sys.stdout.flush()
@@ -225,7 +214,7 @@ def spawn_watcher(settings: Settings, uid: int, gid: int, groups: tuple, paths: 
         return pid
     code = 0
     try:
-        _watch(settings, uid, gid, groups, paths, drop, parent)
+        _watch(settings, uid, gid, groups, paths, drop, parent, notify)
     except BaseException as exc:  # noqa: BLE001 - whatever happens here must never take Patroni down with it
         _log(f"stopped: {type(exc).__name__}: {printable(exc)}")
         code = 1
@@ -237,7 +226,7 @@ def _log(message: str) -> None:
 
 
 def _watch(settings: Settings, uid: int, gid: int, groups: tuple, paths: StagedPaths,
-           drop: Callable[[], None], parent: int) -> None:
+           drop: Callable[[], None], parent: int, notify_hook: Optional[Callable[[], None]] = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # Patroni's own reloads are not meant for us
 
@@ -255,7 +244,10 @@ def _watch(settings: Settings, uid: int, gid: int, groups: tuple, paths: StagedP
     die_with_parent(parent)
     parent_watch = ParentWatch(parent)
     interval = settings.tuning.watch_interval
-    watcher = CertWatcher(settings, uid, gid, paths, notify, _log) if interval > 0 and sources else None
+    # A member's watcher also wakes Patroni and ends revoked sessions; a pooler's (notify_hook) only signals.
+    after = None if notify_hook is not None else nudge.after_reload
+    watcher = (CertWatcher(settings, uid, gid, paths, notify_hook or notify, _log, after)
+               if interval > 0 and sources else None)
     tightener = Tightener(settings, paths, uid, gid, lambda: _signal(parent), _log)
     who = "root (the Secret mount is readable by root only)" if os.geteuid() == 0 else f"uid {os.geteuid()}"
     if watcher is not None:

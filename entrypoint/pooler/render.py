@@ -11,13 +11,13 @@ from typing import Dict, List, Tuple
 from entrypoint.boot.settings import Settings
 from entrypoint.boot.stage import StagedPaths
 from entrypoint.pooler.settings import PoolerSettings
+from entrypoint.pooler.sql import AUTH_QUERY
 
 # server_tls_sslmode per PGSSLMODE. PgBouncer 1.18 documents its `allow` as unimplemented
 # ("FIXME"), so allow asks for TLS first, as prefer does; everything else is the same word.
 SERVER_MODES = {"disable": "disable", "allow": "prefer", "prefer": "prefer", "require": "require",
                 "verify-ca": "verify-ca", "verify-full": "verify-full"}
 PROTOCOLS = {"TLSv1.2": "tlsv1.2,tlsv1.3", "TLSv1.3": "tlsv1.3"}
-AUTH_QUERY = "SELECT uname, phash FROM pgbouncer.user_lookup($1)"
 
 
 def client_leg(settings: Settings, paths: StagedPaths) -> Dict[str, str]:
@@ -67,6 +67,9 @@ def pgbouncer_sections(settings: Settings, paths: StagedPaths, pooler: PoolerSet
         "max_client_conn": str(pooler.max_client_conn),
         "default_pool_size": str(pooler.default_pool_size),
         "ignore_startup_parameters": "extra_float_digits",
+        # After a failed server login PgBouncer waits this long before the next attempt (default 15 s):
+        # during a failover the Service has no primary for a moment, and clients should not wait 15 s more.
+        "server_login_retry": "1",
     }
     main.update(client_leg(settings, paths))
     main.update(server_leg(settings, paths))

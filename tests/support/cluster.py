@@ -182,7 +182,8 @@ class LocalCluster:
 
     def __init__(self, mode: str = "verify-full", members: int = 3, citus_groups: Optional[list] = None,
                  client_cert_auth: bool = False, scope: str = "demo", base_ip: int = 11,
-                 workdir: Optional[str] = None, with_certs: Optional[bool] = None, etcd_tls: bool = False) -> None:
+                 workdir: Optional[str] = None, with_certs: Optional[bool] = None, etcd_tls: bool = False,
+                 service_sans: tuple = ()) -> None:
         self.mode = mode
         self.scope = scope
         self.client_cert_auth = client_cert_auth
@@ -200,7 +201,10 @@ class LocalCluster:
             name = f"{scope}-{group}-{groups[:i].count(group)}" if group is not None else f"{scope}-{i}"
             member = Member(name=name, host=host, group=group, workdir=os.path.join(self.workdir, name))
             if with_certs:
-                member.pair = self.ca.issue(host, cn=name)
+                # A primary Service in front of the coordinator group (tests/support/pooler.py) reaches its
+                # members by the service's address too, so their certificates cover it, as the chart's do.
+                sans = service_sans if group in (None, 0) else ()
+                member.pair = self.ca.issue(host, *sans, cn=name)
             self.members.append(member)
 
     # ---- lifecycle -------------------------------------------------------
