@@ -137,8 +137,10 @@ When the chart gets a connection pooler, its port joins this list here.
 {{/*
 The names the server certificate must cover, in the order `patroni-citus-k8s certs
 generate` lists them: one wildcard for every pod behind the headless Service, then the
-headless, per-group and workers Services in the four forms a client in the cluster may
-use, then the loopback names. Returned as a JSON list of strings.
+headless, per-group, workers and pooler Services in the four forms a client in the
+cluster may use, then the loopback names. The pooler's Service is named whether or not
+pooler.enabled, so turning the pooler on needs no new certificate. Returned as a JSON
+list of strings.
 */}}
 {{- define "citus-cluster.certNames" -}}
 {{- $c := include "citus-cluster.cluster" . -}}
@@ -149,7 +151,7 @@ use, then the loopback names. Returned as a JSON list of strings.
 {{- range $g := include "citus-cluster.groupNumbers" . | fromJsonArray -}}
 {{- $services = append $services (printf "%s-%d" $c (int $g)) -}}
 {{- end -}}
-{{- $services = append $services (printf "%s-workers" $c) -}}
+{{- $services = concat $services (list (printf "%s-workers" $c) (printf "%s-pooler" $c)) -}}
 {{- range $s := $services -}}
 {{- $names = concat $names (list $s (printf "%s.%s" $s $ns) (printf "%s.%s.svc" $s $ns) (printf "%s.%s.svc.%s" $s $ns $domain)) -}}
 {{- end -}}
