@@ -110,14 +110,20 @@ server.key
 {{- end -}}
 
 {{/*
-The ports clients may reach (NetworkPolicy): PostgreSQL, plus networkPolicy.extraClientPorts.
-When the chart gets a connection pooler, its port joins this list here.
+The ports clients may reach (NetworkPolicy), on the pods of one component; call with
+(dict "root" $ "component" "members"|"pooler"). Members: PostgreSQL, plus
+networkPolicy.extraClientPorts. The pooler (pooler.enabled, its own policy): PgBouncer's port.
 */}}
 {{- define "citus-cluster.clientPorts" -}}
+{{- if eq .component "pooler" -}}
+- port: {{ include "citus-cluster.poolerPort" .root }}
+  protocol: TCP
+{{- else -}}
 - port: 5432
   protocol: TCP
-{{- with .Values.networkPolicy.extraClientPorts }}
+{{- with .root.Values.networkPolicy.extraClientPorts }}
 {{ toYaml . }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -192,6 +198,16 @@ install lists every problem with its fix.
 {{- end -}}
 {{- if and .Values.ssl.certManager.enabled (not .Values.ssl.certManager.issuerRef.name) -}}
 {{- $problems = append $problems "ssl.certManager.enabled=true needs ssl.certManager.issuerRef.name: the Issuer or ClusterIssuer that signs the certificate" -}}
+{{- end -}}
+{{- $csi := .Values.ssl.certManager.csi.enabled -}}
+{{- if and $csi (not .Values.ssl.enabled) -}}
+{{- $problems = append $problems "ssl.certManager.csi.enabled=true but ssl.enabled=false: set ssl.enabled=true so the pods mount their CSI certificates" -}}
+{{- end -}}
+{{- if and $csi (not .Values.ssl.certManager.issuerRef.name) -}}
+{{- $problems = append $problems "ssl.certManager.csi.enabled=true needs ssl.certManager.issuerRef.name: the Issuer or ClusterIssuer that signs each pod's certificate" -}}
+{{- end -}}
+{{- if and $csi .Values.ssl.certManager.enabled -}}
+{{- $problems = append $problems "ssl.certManager.csi.enabled=true and ssl.certManager.enabled=true: the CSI driver gives each pod its own certificate, the Certificate one shared Secret for all; set ssl.certManager.enabled=false (the Secret then carries the CRL only, if any)" -}}
 {{- end -}}
 {{- if and .Values.switchoverOnStop.enabled (lt (int .Values.terminationGracePeriodSeconds) (add (int .Values.switchoverOnStop.timeoutSeconds) 10 | int)) -}}
 {{- $problems = append $problems (printf "terminationGracePeriodSeconds=%d is too short for switchoverOnStop.timeoutSeconds=%d: the kubelet counts the preStop hand-over in the grace period and Patroni needs time after it to stop PostgreSQL; set terminationGracePeriodSeconds to at least %d" (int .Values.terminationGracePeriodSeconds) (int .Values.switchoverOnStop.timeoutSeconds) (add (int .Values.switchoverOnStop.timeoutSeconds) 10 | int)) -}}
