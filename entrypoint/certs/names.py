@@ -92,11 +92,13 @@ def server_names(names: ClusterNames) -> List[str]:
     """Return every name the server certificate carries, in a stable order, without duplicates.
 
     Pods are reached through the headless Service named after the cluster, so one
-    wildcard covers all of them; each group's Service, the workers Service and the
-    headless Service are listed in the four forms a client in the cluster may use.
+    wildcard covers all of them; each group's Service, the workers Service, the pooler's
+    Service (`<cluster>-pooler`, the name clients reach PgBouncer by: listed whether or
+    not a pooler runs, so turning one on needs no new certificate) and the headless
+    Service are listed in the four forms a client in the cluster may use.
     """
     c, ns, domain = names.cluster, names.namespace, names.domain
-    services = [c] + [f"{c}-{group}" for group in range(names.groups)] + [f"{c}-workers"]
+    services = [c] + [f"{c}-{group}" for group in range(names.groups)] + [f"{c}-workers", f"{c}-pooler"]
     out: List[str] = [f"*.{c}.{ns}.svc.{domain}"]
     for service in services:
         out += _service_forms(service, names)

@@ -19,7 +19,7 @@ def test_entrypoint_is_run_and_defaults_match_the_seed(docker, image):
     config = _config(docker, image)
     assert config["Entrypoint"] + config["Cmd"] == ["patroni-citus-k8s", "run"]
     assert "PGSSLMODE=prefer" in config["Env"]
-    assert set(config["ExposedPorts"]) == {"5432/tcp", "8008/tcp"}
+    assert set(config["ExposedPorts"]) == {"5432/tcp", "8008/tcp", "6432/tcp"}
 
 
 def test_healthcheck_uses_the_tls_aware_probe(docker, image):
@@ -45,3 +45,12 @@ def test_bad_input_stops_before_anything_starts(docker, image):
     assert proc.returncode == 2, proc.stderr
     for variable in ("PATRONI_SCOPE", "PATRONI_SUPERUSER_PASSWORD"):
         assert variable in proc.stderr
+
+
+def test_pgbouncer_is_in_the_image_for_pooler_run(docker, image, base_image):
+    """`patroni-citus-k8s pooler run` execs PgBouncer: Debian's 1.18 on the local base, runnable as postgres."""
+    out = run([docker, "run", "--rm", "--network=none", "--entrypoint", "/usr/sbin/pgbouncer", image,
+               "--version"]).stdout
+    assert out.startswith("PgBouncer "), out
+    if base_image.startswith("patroni-citus-k8s-base:"):  # scripts/container-setup's Debian bookworm base
+        assert out.split()[1].startswith("1.18"), out

@@ -98,11 +98,16 @@ def _kubelet_tmpfs(path: str, size: int, fs_group: int) -> None:
     os.chmod(path, 0o3777)
 
 
-def _secret_dir(path: str, certs: str, fs_group: int) -> None:
-    """The TLS Secret as the kubelet presents it with defaultMode 0600 and fsGroup: root:<fsGroup> 0640."""
+def _secret_dir(path: str, certs: str, fs_group: int, volume: dict) -> None:
+    """The TLS Secret as the kubelet presents the chart's projected volume with defaultMode 0600 and fsGroup:
+    root:<fsGroup> 0640, each item under its path; an optional item (the CRL) only when the Secret has it."""
     os.makedirs(path)
     os.chmod(path, 0o755)
-    for name in ("ca.crt", "server.crt", "server.key"):
+    items = [(item["path"], source["secret"].get("optional", False))
+             for source in volume["projected"]["sources"] for item in source["secret"]["items"]]
+    for name, optional in items:
+        if optional and not os.path.exists(os.path.join(certs, name)):
+            continue
         shutil.copyfile(os.path.join(certs, name), os.path.join(path, name))
         os.chown(os.path.join(path, name), 0, fs_group)
         os.chmod(os.path.join(path, name), 0o640)
@@ -128,8 +133,8 @@ def _volume_args(pods: ReadOnlyPods, member: str, certs: str) -> list[str]:
             _kubelet_tmpfs(host, quantity_bytes(limit) if limit else 2**30, fs_group)
             pods.tmpfs.append(host)
             pods.mounts.setdefault(mount["mountPath"], []).append(host)
-        elif "secret" in volume:
-            _secret_dir(host, certs, fs_group)
+        elif "projected" in volume:
+            _secret_dir(host, certs, fs_group, volume)
         else:
             raise AssertionError(f"the suite does not know how to mount {volume}")
         readonly = ",readonly" if mount.get("readOnly") else ""
@@ -250,7 +255,9 @@ def test_keys_pgpass_and_config_are_in_the_tmpfs(pods: ReadOnlyPods):
         config = yaml.safe_load(pods.exec(member, "cat", f"{RUNTIME_DIR}/patroni.yml").stdout)
         assert config["postgresql"]["pgpass"].startswith(RUNTIME_DIR + "/")
         assert config["postgresql"]["parameters"]["ssl_key_file"] == f"{RUNTIME_DIR}/tls/server.key"
-        stat = pods.exec(member, "stat", "-c", "%n %a %U %G", RUNTIME_DIR, f"{RUNTIME_DIR}/patroni.yml",
+        # tls is a link to the current staged generation (atomic switch on rotation): -L judges what it points at.
+        assert pods.exec(member, "test", "-L", f"{RUNTIME_DIR}/tls", check=False).returncode == 0
+        stat = pods.exec(member, "stat", "-L", "-c", "%n %a %U %G", RUNTIME_DIR, f"{RUNTIME_DIR}/patroni.yml",
                          f"{RUNTIME_DIR}/tls", f"{RUNTIME_DIR}/tls/server.key").stdout.splitlines()
         assert stat == [f"{RUNTIME_DIR} 3777 root postgres",  # the kubelet's, untouched
                         f"{RUNTIME_DIR}/patroni.yml 600 postgres postgres",

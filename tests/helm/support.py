@@ -20,6 +20,7 @@ except ImportError:  # the tests are skipped with this reason (see conftest.py)
 HELM_MISSING = "helm-python-sdk (real Helm through its Go SDK) is not installed: pip install -r requirements-dev.txt"
 
 CHART_DIR = Path(__file__).resolve().parents[2] / "helm" / "citus-cluster"
+CSI_DIR = "/etc/ssl/certs/postgresql-pod"  # where the CSI driver's files land (ssl.certManager.csi.enabled)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,23 @@ CASES = [
                               "ports": [{"port": 8008, "protocol": "TCP"}]}],
             "extraEgress": [{"to": [{"ipBlock": {"cidr": "fd00:20::/64"}}], "ports": [{"port": 443}]}],
         },
+    }),
+    # The pooler at verify-full with mutual TLS, TLS 1.3, its own NetworkPolicy (tests/helm/test_chart_pooler.py).
+    Case("pooler", "citusdemo", "db", values={
+        "ssl": {"enabled": True, "mode": "verify-full", "clientAuth": True, "minProtocolVersion": "TLSv1.3"},
+        "pooler": {"enabled": True, "replicas": 3, "poolMode": "session", "maxClientConn": 500,
+                   "defaultPoolSize": 10, "authUser": "pooler_auth"},
+        "networkPolicy": {"enabled": True,
+                          "clients": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}}]},
+    }),
+    # cert-manager's CSI driver: every pod its own certificate, the CRL from the Secret (pooler and exporter too).
+    Case("csi", "orders", "prod", values={
+        "ssl": {"enabled": True, "mode": "verify-full", "clientAuth": True,
+                "certManager": {"csi": {"enabled": True}, "extraNames": ["db.example.com", "10.0.0.7"],
+                                "issuerRef": {"name": "internal-ca", "kind": "ClusterIssuer"}}},
+        "workers": {"groups": 1},
+        "pooler": {"enabled": True},
+        "metrics": {"enabled": True},
     }),
 ]
 CASE_IDS = [c.id for c in CASES]
@@ -166,13 +184,32 @@ def pod_environment(sts: Mapping[str, Any], ordinal: int, namespace: str, pod_ip
     return out
 
 
-def mounted_files(sts: Mapping[str, Any], mount_path: str) -> frozenset:
-    """File names the pod sees under `mount_path` when it is a Secret volume with items."""
+def secret_items(sts: Mapping[str, Any], mount_path: str) -> list[dict[str, Any]]:
+    """The Secret keys a projected volume mounted at `mount_path` shows: secret, key, path, optional."""
+    mounts = [m for m in container(sts)["volumeMounts"] if m["mountPath"] == mount_path]
+    if not mounts:
+        return []
+    volume = volume_named(sts, mounts[0]["name"])
+    assert "secret" not in volume, "the TLS Secret is mounted as a projected volume (the CRL is an optional source)"
+    return [{"secret": source["secret"]["name"], "key": item["key"], "path": item["path"],
+             "optional": source["secret"].get("optional", False)}
+            for source in volume["projected"]["sources"] for item in source["secret"]["items"]]
+
+
+CSI_FILE_KEYS = ("csi.cert-manager.io/ca-file", "csi.cert-manager.io/certificate-file",
+                 "csi.cert-manager.io/privatekey-file")
+
+
+def mounted_files(sts: Mapping[str, Any], mount_path: str, optional: bool = True) -> frozenset:
+    """File names the pod sees under `mount_path` (a projected Secret volume with items, or the CSI
+    driver's volume); with `optional`, also those of optional sources (the Secret carries every key)."""
     mounts = [m for m in container(sts)["volumeMounts"] if m["mountPath"] == mount_path]
     if not mounts:
         return frozenset()
     volume = volume_named(sts, mounts[0]["name"])
-    return frozenset(item["path"] for item in volume["secret"]["items"])
+    if "csi" in volume:
+        return frozenset(volume["csi"]["volumeAttributes"][key] for key in CSI_FILE_KEYS)
+    return frozenset(item["path"] for item in secret_items(sts, mount_path) if optional or not item["optional"])
 
 
 def volume_named(sts: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from entrypoint import layout, sslmode
-from tests.helm.support import CHART_DIR, Case, container, env_of, helm, mounted_files, render, volume_named
+from tests.helm.support import CHART_DIR, Case, container, env_of, helm, mounted_files, render, secret_items
 
 
 def _schema() -> dict:
@@ -47,9 +47,13 @@ def test_chart_mounts_the_secret_where_layout_says(sets: str, cert_key: str, key
     for sts in rendered.statefulsets:
         mounts = {m["mountPath"] for m in container(sts)["volumeMounts"]}
         assert layout.CERT_DIR in mounts
-        assert mounted_files(sts, layout.CERT_DIR) == {layout.CA_FILE, layout.CERT_FILE, layout.KEY_FILE}
-        items = {i["key"]: i["path"] for i in volume_named(sts, "ssl-certs")["secret"]["items"]}
-        assert items == {layout.CA_FILE: layout.CA_FILE, cert_key: layout.CERT_FILE, key_key: layout.KEY_FILE}
+        assert mounted_files(sts, layout.CERT_DIR, optional=False) == {layout.CA_FILE, layout.CERT_FILE,
+                                                                        layout.KEY_FILE}
+        assert mounted_files(sts, layout.CERT_DIR) - mounted_files(sts, layout.CERT_DIR, optional=False) == {
+            layout.CRL_FILE}
+        items = {i["key"]: i["path"] for i in secret_items(sts, layout.CERT_DIR)}
+        assert items == {layout.CA_FILE: layout.CA_FILE, cert_key: layout.CERT_FILE, key_key: layout.KEY_FILE,
+                         layout.CRL_FILE: layout.CRL_FILE}
         env = {name: var.get("value") for name, var in env_of(sts).items()}
         assert (env["PGSSLROOTCERT"], env["PGSSLCERT"], env["PGSSLKEY"]) == tuple(
             f"{layout.CERT_DIR}/{n}" for n in (layout.CA_FILE, layout.CERT_FILE, layout.KEY_FILE))

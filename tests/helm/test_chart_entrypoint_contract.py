@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from tests.helm.support import CERT_DIR, Rendered, group_numbers, listen, mounted_files, pod_environment
+from tests.helm.support import CERT_DIR, CSI_DIR, Rendered, group_numbers, listen, mounted_files, pod_environment
 
+from entrypoint import layout
 from entrypoint.boot import settings as settings_module
 from entrypoint.certs.names import ClusterNames, server_names
 
@@ -59,8 +60,12 @@ def test_entrypoint_accepts_every_pods_environment(rendered: Rendered, ordinal: 
         assert settings.tls.cert_present == bool(ssl.get("enabled"))
         assert settings.mtls.enabled == bool(ssl.get("clientAuth"))
         if ssl.get("enabled"):
+            tls_dir = CSI_DIR if ssl.get("certManager", {}).get("csi", {}).get("enabled") else CERT_DIR
             assert (settings.tls.ca_file, settings.tls.cert_file, settings.tls.key_file) == (
-                f"{CERT_DIR}/ca.crt", f"{CERT_DIR}/server.crt", f"{CERT_DIR}/server.key")
+                f"{tls_dir}/ca.crt", f"{tls_dir}/server.crt", f"{tls_dir}/server.key")
+            assert mounted_files(sts, tls_dir) >= {"ca.crt", "server.crt", "server.key"}
+            # The CRL where the entrypoint looks for it by default ($PCK_CERT_DIR/ca.crl), whichever model.
+            assert layout.CRL_FILE in mounted_files(sts, CERT_DIR)
             assert settings.tuning.tls_min_version == ssl.get("minProtocolVersion", "TLSv1.2")
 
 

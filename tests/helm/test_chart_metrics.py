@@ -37,9 +37,9 @@ def metrics(rendered_cases) -> Rendered:
 
 
 def test_nothing_of_the_exporter_is_rendered_unless_enabled(rendered: Rendered) -> None:
-    if rendered.case.id == "metrics":
+    if rendered.case.user_values().get("metrics", {}).get("enabled"):
         return
-    assert not rendered.of_kind("Deployment")
+    assert not [n for n in rendered.names("Deployment") if n.endswith("-tls-metrics")]
     assert not rendered.of_kind("ServiceMonitor") and not rendered.of_kind("PrometheusRule")
     assert not [n for n in rendered.names("Service") if n.endswith("-tls-metrics")]
 

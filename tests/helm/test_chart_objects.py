@@ -6,8 +6,8 @@ import json
 
 import yaml
 
-from tests.helm.support import (CERT_DIR, CHART_DIR, Case, Rendered, container, decode, env_of, group_numbers,
-                                listen, mounted_files, render, selects, volume_named)
+from tests.helm.support import (CERT_DIR, CHART_DIR, CSI_DIR, Case, Rendered, container, decode, env_of, group_numbers,
+                                listen, mounted_files, render, secret_items, selects, volume_named)
 
 SSL_ENV = ("PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PCK_CLIENT_CERT_AUTH", "PCK_TLS_MIN_VERSION")
 
@@ -154,10 +154,19 @@ def test_tls_secret_mounted_read_only_0600_with_the_seeds_paths(rendered: Render
             continue
         mount = mounts[CERT_DIR]
         assert mount["readOnly"] is True
-        volume = volume_named(sts, mount["name"])["secret"]
-        assert volume["secretName"] == f"{rendered.case.release}-ssl-certs"
+        if ssl.get("certManager", {}).get("csi", {}).get("enabled"):
+            # Each pod's own files come from the CSI driver (tests/helm/test_chart_revocation.py); the
+            # certificate directory holds the Secret's CRL only, when it has one.
+            assert mounted_files(sts, CERT_DIR, optional=False) == set()
+            assert mounted_files(sts, CERT_DIR) == {"ca.crl"}
+            continue
+        volume = volume_named(sts, mount["name"])["projected"]
+        assert {i["secret"] for i in secret_items(sts, CERT_DIR)} == {f"{rendered.case.release}-ssl-certs"}
         assert volume["defaultMode"] == 384 == 0o600
-        assert mounted_files(sts, CERT_DIR) == {"ca.crt", "server.crt", "server.key"}
+        assert mounted_files(sts, CERT_DIR, optional=False) == {"ca.crt", "server.crt", "server.key"}
+        # The CRL, when the Secret has one: an optional source of its own, so a Secret without it still mounts.
+        (crl,) = [i for i in secret_items(sts, CERT_DIR) if i["optional"]]
+        assert (crl["key"], crl["path"]) == ("ca.crl", "ca.crl")
         assert {k: env[k]["value"] for k in ("PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY")} == {
             "PGSSLMODE": ssl.get("mode", "verify-ca"),
             "PGSSLROOTCERT": "/etc/ssl/certs/postgresql/ca.crt",
@@ -173,14 +182,12 @@ def test_tls_secret_mounted_read_only_0600_with_the_seeds_paths(rendered: Render
 def test_cert_manager_key_names_are_mapped_to_the_seeds_file_names(rendered_cases: dict[str, Rendered]) -> None:
     rendered = rendered_cases["cert-manager"]
     for sts in rendered.statefulsets:
-        volume = volume_named(sts, "ssl-certs")["secret"]
-        assert {i["key"]: i["path"] for i in volume["items"]} == {
-            "ca.crt": "ca.crt", "tls.crt": "server.crt", "tls.key": "server.key"}
+        assert {i["key"]: i["path"] for i in secret_items(sts, CERT_DIR)} == {
+            "ca.crt": "ca.crt", "tls.crt": "server.crt", "tls.key": "server.key", "ca.crl": "ca.crl"}
     seed = rendered_cases["seed"]
     for sts in seed.statefulsets:
-        volume = volume_named(sts, "ssl-certs")["secret"]
-        assert {i["key"]: i["path"] for i in volume["items"]} == {
-            "ca.crt": "ca.crt", "server.crt": "server.crt", "server.key": "server.key"}
+        assert {i["key"]: i["path"] for i in secret_items(sts, CERT_DIR)} == {
+            "ca.crt": "ca.crt", "server.crt": "server.crt", "server.key": "server.key", "ca.crl": "ca.crl"}
 
 
 def test_cert_manager_certificate_writes_the_mounted_secret(rendered_cases: dict[str, Rendered]) -> None:
@@ -310,9 +317,12 @@ def test_api_server_bypass_is_opt_in_and_follows_its_role() -> None:
 def test_notes_print_the_seeds_verification_commands_for_this_release(rendered: Rendered) -> None:
     r, ns = rendered.case.release, rendered.case.namespace
     assert f"kubectl exec -it {r}-0-0 -n {ns} -- patronictl -c /run/patroni-citus-k8s/patroni.yml list" in rendered.notes
-    if _values(rendered).get("ssl", {}).get("enabled"):
+    ssl = _values(rendered).get("ssl", {})
+    if ssl.get("enabled"):
         assert f"kubectl exec -it {r}-0-0 -n {ns} -- env | grep PGSSL" in rendered.notes
-        assert "PGSSLROOTCERT=/etc/ssl/certs/postgresql/ca.crt" in rendered.notes
+        tls_dir = CSI_DIR if ssl.get("certManager", {}).get("csi", {}).get("enabled") else CERT_DIR
+        assert f"PGSSLROOTCERT={tls_dir}/ca.crt" in rendered.notes
+        assert env_of(rendered.statefulsets[0])["PGSSLROOTCERT"]["value"] == f"{tls_dir}/ca.crt"
 
 
 def _app_version() -> str:
@@ -341,12 +351,15 @@ MEMBER_PORTS = [{"port": 5432, "protocol": "TCP"}, {"port": 8008, "protocol": "T
 
 
 def test_network_policy_members_on_5432_and_8008_clients_on_5432(rendered: Rendered) -> None:
-    np = _values(rendered).get("networkPolicy", {})
+    np = dict(yaml.safe_load((CHART_DIR / "values.yaml").read_text())["networkPolicy"],
+              **_values(rendered).get("networkPolicy", {}))
     policies = rendered.of_kind("NetworkPolicy")
     if not np.get("enabled"):
         assert policies == []
         return
-    (policy,) = policies
+    pooler = _values(rendered).get("pooler", {}).get("enabled", False)
+    assert len(policies) == (2 if pooler else 1)  # the pooler's pods get a policy of their own
+    policy = rendered.get("NetworkPolicy", rendered.case.release)
     spec = policy["spec"]
     members = {"podSelector": {"matchLabels": {"application": "patroni", "cluster-name": rendered.case.release}}}
     # It applies to every member of every group, ingress and egress both.
@@ -358,6 +371,9 @@ def test_network_policy_members_on_5432_and_8008_clients_on_5432(rendered: Rende
     # Clients: PostgreSQL (and the extra client ports) only, never the REST API unless asked.
     assert clients_in["ports"] == [{"port": 5432, "protocol": "TCP"}] + np.get("extraClientPorts", [])
     assert clients_in.get("from", []) == np.get("clients", [])
+    if pooler:  # the pooler and its setup Job reach PostgreSQL, whatever `clients` admits
+        pooler_in, *extra_in = extra_in
+        assert pooler_in["ports"] == [{"port": 5432, "protocol": "TCP"}]
     assert extra_in == np.get("extraIngress", [])
     members_out, dns_out, api_out, *extra_out = spec["egress"]
     assert members_out == {"to": [members], "ports": MEMBER_PORTS}
@@ -420,8 +436,8 @@ def test_the_seeds_commands_meet_the_new_defaults(rendered_cases: dict[str, Rend
         assert {k: env[k]["value"] for k in ("PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY")} == {
             "PGSSLMODE": "verify-ca", "PGSSLROOTCERT": f"{CERT_DIR}/ca.crt",
             "PGSSLCERT": f"{CERT_DIR}/server.crt", "PGSSLKEY": f"{CERT_DIR}/server.key"}
-        assert mounted_files(sts, CERT_DIR) == {"ca.crt", "server.crt", "server.key"}
-        assert volume_named(sts, "ssl-certs")["secret"]["defaultMode"] == 384  # the seed's troubleshooting grep
+        assert mounted_files(sts, CERT_DIR, optional=False) == {"ca.crt", "server.crt", "server.key"}
+        assert volume_named(sts, "ssl-certs")["projected"]["defaultMode"] == 384  # the seed's troubleshooting grep
         assert c["securityContext"]["readOnlyRootFilesystem"] is True
         # psql saves its history to /tmp, a memory volume; PATRONICTL_CONFIG_FILE (the image's)
         # points into the runtime memory volume, where `run` writes patroni.yml.

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from tests.helm.crd_schemas import CRD_SUBSETS
-from tests.helm.support import CASES, CHART_DIR, Case, Rendered, helm, render
+from tests.helm.support import CASES, CERT_DIR, CHART_DIR, Case, Rendered, helm, render, secret_items
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate is not installed: pip install -r requirements-dev.txt")
@@ -174,15 +174,17 @@ def test_optional_parts_can_be_turned_off() -> None:
 def test_hard_anti_affinity_and_explicit_secret_keys() -> None:
     rendered = render(Case("hard", "citusdemo", "default", sets=(
         "podAntiAffinity=hard,ssl.enabled=true,ssl.secretName=my-tls,"
-        "ssl.secretKeys.cert=tls.crt,ssl.secretKeys.key=tls.key,ssl.secretKeys.ca=root.pem")))
+        "ssl.secretKeys.cert=tls.crt,ssl.secretKeys.key=tls.key,ssl.secretKeys.ca=root.pem,"
+        "ssl.secretKeys.crl=revoked.pem")))
     for sts in rendered.statefulsets:
         spec = sts["spec"]["template"]["spec"]
         (term,) = spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         assert term["labelSelector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
-        (volume,) = [v for v in spec["volumes"] if v["name"] == "ssl-certs"]
-        assert volume["secret"]["secretName"] == "my-tls"
-        assert {i["key"]: i["path"] for i in volume["secret"]["items"]} == {
-            "root.pem": "ca.crt", "tls.crt": "server.crt", "tls.key": "server.key"}
+        items = secret_items(sts, CERT_DIR)
+        assert {i["secret"] for i in items} == {"my-tls"}
+        assert {i["key"]: i["path"] for i in items} == {
+            "root.pem": "ca.crt", "tls.crt": "server.crt", "tls.key": "server.key", "revoked.pem": "ca.crl"}
+        assert [i["optional"] for i in items] == [False, False, False, True]
 
 
 def test_grace_period_must_leave_room_after_the_hand_over() -> None:

@@ -110,14 +110,20 @@ server.key
 {{- end -}}
 
 {{/*
-The ports clients may reach (NetworkPolicy): PostgreSQL, plus networkPolicy.extraClientPorts.
-When the chart gets a connection pooler, its port joins this list here.
+The ports clients may reach (NetworkPolicy), on the pods of one component; call with
+(dict "root" $ "component" "members"|"pooler"). Members: PostgreSQL, plus
+networkPolicy.extraClientPorts. The pooler (pooler.enabled, its own policy): PgBouncer's port.
 */}}
 {{- define "citus-cluster.clientPorts" -}}
+{{- if eq .component "pooler" -}}
+- port: {{ include "citus-cluster.poolerPort" .root }}
+  protocol: TCP
+{{- else -}}
 - port: 5432
   protocol: TCP
-{{- with .Values.networkPolicy.extraClientPorts }}
+{{- with .root.Values.networkPolicy.extraClientPorts }}
 {{ toYaml . }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -137,8 +143,10 @@ When the chart gets a connection pooler, its port joins this list here.
 {{/*
 The names the server certificate must cover, in the order `patroni-citus-k8s certs
 generate` lists them: one wildcard for every pod behind the headless Service, then the
-headless, per-group and workers Services in the four forms a client in the cluster may
-use, then the loopback names. Returned as a JSON list of strings.
+headless, per-group, workers and pooler Services in the four forms a client in the
+cluster may use, then the loopback names. The pooler's Service is named whether or not
+pooler.enabled, so turning the pooler on needs no new certificate. Returned as a JSON
+list of strings.
 */}}
 {{- define "citus-cluster.certNames" -}}
 {{- $c := include "citus-cluster.cluster" . -}}
@@ -149,7 +157,7 @@ use, then the loopback names. Returned as a JSON list of strings.
 {{- range $g := include "citus-cluster.groupNumbers" . | fromJsonArray -}}
 {{- $services = append $services (printf "%s-%d" $c (int $g)) -}}
 {{- end -}}
-{{- $services = append $services (printf "%s-workers" $c) -}}
+{{- $services = concat $services (list (printf "%s-workers" $c) (printf "%s-pooler" $c)) -}}
 {{- range $s := $services -}}
 {{- $names = concat $names (list $s (printf "%s.%s" $s $ns) (printf "%s.%s.svc" $s $ns) (printf "%s.%s.svc.%s" $s $ns $domain)) -}}
 {{- end -}}
@@ -190,6 +198,16 @@ install lists every problem with its fix.
 {{- end -}}
 {{- if and .Values.ssl.certManager.enabled (not .Values.ssl.certManager.issuerRef.name) -}}
 {{- $problems = append $problems "ssl.certManager.enabled=true needs ssl.certManager.issuerRef.name: the Issuer or ClusterIssuer that signs the certificate" -}}
+{{- end -}}
+{{- $csi := .Values.ssl.certManager.csi.enabled -}}
+{{- if and $csi (not .Values.ssl.enabled) -}}
+{{- $problems = append $problems "ssl.certManager.csi.enabled=true but ssl.enabled=false: set ssl.enabled=true so the pods mount their CSI certificates" -}}
+{{- end -}}
+{{- if and $csi (not .Values.ssl.certManager.issuerRef.name) -}}
+{{- $problems = append $problems "ssl.certManager.csi.enabled=true needs ssl.certManager.issuerRef.name: the Issuer or ClusterIssuer that signs each pod's certificate" -}}
+{{- end -}}
+{{- if and $csi .Values.ssl.certManager.enabled -}}
+{{- $problems = append $problems "ssl.certManager.csi.enabled=true and ssl.certManager.enabled=true: the CSI driver gives each pod its own certificate, the Certificate one shared Secret for all; set ssl.certManager.enabled=false (the Secret then carries the CRL only, if any)" -}}
 {{- end -}}
 {{- if and .Values.switchoverOnStop.enabled (lt (int .Values.terminationGracePeriodSeconds) (add (int .Values.switchoverOnStop.timeoutSeconds) 10 | int)) -}}
 {{- $problems = append $problems (printf "terminationGracePeriodSeconds=%d is too short for switchoverOnStop.timeoutSeconds=%d: the kubelet counts the preStop hand-over in the grace period and Patroni needs time after it to stop PostgreSQL; set terminationGracePeriodSeconds to at least %d" (int .Values.terminationGracePeriodSeconds) (int .Values.switchoverOnStop.timeoutSeconds) (add (int .Values.switchoverOnStop.timeoutSeconds) 10 | int)) -}}

@@ -39,9 +39,10 @@ def _cert(files: dict, name: str) -> x509.Certificate:
     return load_certificates(files[name].content)[0]
 
 
-def test_default_names_cover_groups_workers_headless_pods_and_loopback():
+def test_default_names_cover_groups_workers_pooler_headless_pods_and_loopback():
     names = server_names(ClusterNames())
-    for service in ("citusdemo", "citusdemo-0", "citusdemo-1", "citusdemo-2", "citusdemo-workers"):
+    for service in ("citusdemo", "citusdemo-0", "citusdemo-1", "citusdemo-2", "citusdemo-workers",
+                    "citusdemo-pooler"):
         for form in (service, f"{service}.default", f"{service}.default.svc",
                      f"{service}.default.svc.cluster.local"):
             assert form in names
