@@ -62,6 +62,51 @@ prefer
 {{- end -}}
 {{- end -}}
 
+{{/*
+Whether a live StatefulSet (`sts`, as lookup returns it; empty when there is none) serves
+TLS: its members got certificates (PGSSLCERT) and a mode other than disable. "true" or "".
+*/}}
+{{- define "citus-cluster.liveServesTLS" -}}
+{{- $env := dict -}}
+{{- range $container := (((.sts.spec | default dict).template | default dict).spec | default dict).containers | default list -}}
+{{- range $var := $container.env | default list -}}
+{{- $_ := set $env $var.name (toString ($var.value | default "")) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (hasKey $env "PGSSLCERT") (ne (get $env "PGSSLMODE") "disable") -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+PCK_TLS_UPGRADE for the members: "true" or "". ssl.upgrade=true/false decides; auto
+(the default) looks up the group StatefulSets this release already runs and says "true"
+when one of them serves no TLS yet while the new mode refuses plaintext: the seed's
+"upgrade an existing cluster to SSL" helm upgrade, which otherwise stalls the rollout.
+A first install and `helm template` (lookup sees nothing) give "".
+*/}}
+{{- define "citus-cluster.tlsUpgrade" -}}
+{{- $mode := include "citus-cluster.sslMode" . -}}
+{{- $want := toString .Values.ssl.upgrade -}}
+{{- if has $mode (list "require" "verify-ca" "verify-full") -}}
+{{- if eq $want "true" -}}
+true
+{{- else if eq $want "auto" -}}
+{{- $c := include "citus-cluster.cluster" . -}}
+{{- $plain := false -}}
+{{- range $g := include "citus-cluster.groupNumbers" . | fromJsonArray -}}
+{{- $sts := lookup "apps/v1" "StatefulSet" $.Release.Namespace (printf "%s-%d" $c (int $g)) -}}
+{{- if and $sts (not (include "citus-cluster.liveServesTLS" (dict "sts" $sts))) -}}
+{{- $plain = true -}}
+{{- end -}}
+{{- end -}}
+{{- if $plain -}}
+true
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "citus-cluster.sslSecretName" -}}
 {{- default (printf "%s-ssl-certs" (include "citus-cluster.cluster" .)) .Values.ssl.secretName -}}
 {{- end -}}
@@ -189,6 +234,12 @@ install lists every problem with its fix.
 {{- end -}}
 {{- if and .Values.ssl.clientAuth (not .Values.ssl.enabled) -}}
 {{- $problems = append $problems "ssl.clientAuth=true needs certificates: set ssl.enabled=true" -}}
+{{- end -}}
+{{- if not (has (toString .Values.ssl.upgrade) (list "auto" "true" "false")) -}}
+{{- $problems = append $problems (printf "ssl.upgrade=%v is not auto, true or false" .Values.ssl.upgrade) -}}
+{{- end -}}
+{{- if and .Values.ssl.clientAuth (include "citus-cluster.tlsUpgrade" .) -}}
+{{- $problems = append $problems "ssl.clientAuth=true cannot be switched on in the same helm upgrade that turns TLS on for a running cluster (its members still run without TLS and have no client certificate, so the new ones would refuse them): upgrade with ssl.clientAuth=false first, then set ssl.clientAuth=true in a second helm upgrade" -}}
 {{- end -}}
 {{- if and .Values.ssl.clientAuth (not (has $mode $strict)) -}}
 {{- $problems = append $problems (printf "ssl.clientAuth=true needs TLS on every link but ssl.mode=%s: set ssl.mode to require, verify-ca or verify-full" $mode) -}}
