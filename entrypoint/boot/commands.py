@@ -9,7 +9,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 from entrypoint import layout
 from entrypoint.boot.dirs import check_directories, make_directories
@@ -215,6 +215,17 @@ def check_report(settings: Settings, material: TlsMaterial) -> str:
         f"://{settings.addresses.restapi_connect}",
         f"config file          {settings.paths.config_file}",
     ]
+    lines += material_lines(settings, material, settings.addresses.connect.host)
+    if material.crls:
+        lines.append(f"CRL                  {settings.tls.crl_file} ({len(material.crls)} CRL(s))")
+    lines += [f"warning: {w}" for w in material.warnings]
+    lines.append("result               would start")
+    return "\n".join(printable(line) for line in lines)
+
+
+def material_lines(settings: Settings, material: TlsMaterial, name: Optional[str]) -> List[str]:
+    """check's lines for the certificate (subject, SANs, expiry, whether it covers `name`) and the CA bundle."""
+    lines: List[str] = []
     if material.server is not None:
         leaf = material.server.leaf
         dns, ips = san_names(leaf)
@@ -224,11 +235,9 @@ def check_report(settings: Settings, material: TlsMaterial) -> str:
             f"  subject            {leaf.subject.rfc4514_string()}",
             f"  SANs               {', '.join(dns + ips) or 'none'}",
             f"  expires            {leaf.not_valid_after_utc:%Y-%m-%d} ({days} days left)",
-            f"  covers {settings.addresses.connect.host}: "
-            f"{'yes' if name_covered(leaf, settings.addresses.connect.host) else 'no'}",
         ]
+        if name is not None:
+            lines.append(f"  covers {name}: {'yes' if name_covered(leaf, name) else 'no'}")
     if material.cas:
         lines.append(f"CA bundle            {settings.tls.ca_file} ({len(material.cas)} certificate(s))")
-    lines += [f"warning: {w}" for w in material.warnings]
-    lines.append("result               would start")
-    return "\n".join(printable(line) for line in lines)
+    return lines

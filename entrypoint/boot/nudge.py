@@ -17,32 +17,16 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
 import urllib.request
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from cryptography import x509
 
+from entrypoint.boot.peers import local_api
 from entrypoint.boot.settings import Settings
 from entrypoint.boot.stage import StagedPaths
 from entrypoint.errors import printable
 from entrypoint.pki.crl import is_revoked, revoked_pairs
-
-
-def _rest_call(settings: Settings, paths: StagedPaths) -> Tuple[str, Optional[ssl.SSLContext]]:
-    host, _, port = settings.addresses.restapi_listen.rpartition(":")
-    host = host.strip("[]")
-    host = "127.0.0.1" if host in ("", "*", "0.0.0.0", "::") else host
-    if not (settings.server_ssl and paths.server_cert):
-        return f"http://{host}:{port}", None
-    context = ssl.create_default_context(cafile=paths.ca) if paths.ca else ssl.create_default_context()
-    context.check_hostname = False  # a local call by address: the chain is checked, the name cannot be
-    if not paths.ca:
-        context.verify_mode = ssl.CERT_NONE
-    cert, key = paths.client_cert or paths.server_cert, paths.client_key or paths.server_key
-    if cert and key and (settings.mtls.enabled or settings.mtls.restapi_verify_client in ("optional", "required")):
-        context.load_cert_chain(cert, key)
-    return f"https://{host}:{port}", context
 
 
 def _noop_patch(config: object) -> Optional[bytes]:
@@ -60,7 +44,7 @@ def wake_patroni(settings: Settings, paths: StagedPaths, timeout: float = 3.0) -
 
     Raises OSError/ValueError when the REST API cannot be reached or refuses.
     """
-    base, context = _rest_call(settings, paths)
+    base, context = local_api(settings, paths)
     with urllib.request.urlopen(f"{base}/config", timeout=timeout, context=context) as response:
         body = _noop_patch(json.loads(response.read(1 << 20) or b"null"))
     if body is None:  # no object-valued key: any patch would change the DCS config, which this must never do

@@ -23,8 +23,9 @@ from entrypoint.boot.stage import StagedPaths
 Peer = Tuple[str, int]  # host, port
 
 
-def _local_api(settings: Settings, paths: StagedPaths) -> Tuple[str, Optional[ssl.SSLContext]]:
-    """The local REST API's base URL and the TLS context to call it with (a local call: chain only)."""
+def local_api(settings: Settings, paths: StagedPaths) -> Tuple[str, Optional[ssl.SSLContext]]:
+    """The local REST API's base URL and the TLS context to call it with: a local call by address, so the chain
+    is checked and the name cannot be; the member's client certificate where the REST API asks for one."""
     host, _, port = settings.addresses.restapi_listen.rpartition(":")
     host = host.strip("[]")
     host = "127.0.0.1" if host in ("", "*", "0.0.0.0", "::") else host
@@ -34,12 +35,15 @@ def _local_api(settings: Settings, paths: StagedPaths) -> Tuple[str, Optional[ss
     context.check_hostname = False
     if not paths.ca:
         context.verify_mode = ssl.CERT_NONE
+    cert, key = paths.client_cert or paths.server_cert, paths.client_key or paths.server_key
+    if cert and key and (settings.mtls.enabled or settings.mtls.restapi_verify_client in ("optional", "required")):
+        context.load_cert_chain(cert, key)
     return f"https://{host}:{port}", context
 
 
 def group_peers(settings: Settings, paths: StagedPaths, timeout: float) -> List[Peer]:
     """The other members of this group as Patroni's DCS knows them; raises OSError/ValueError when it cannot say."""
-    base, context = _local_api(settings, paths)
+    base, context = local_api(settings, paths)
     with urllib.request.urlopen(f"{base}/cluster", timeout=timeout, context=context) as response:
         body = json.loads(response.read())
     return [(m["host"], int(m.get("port") or 5432)) for m in body.get("members", [])

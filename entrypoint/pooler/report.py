@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import datetime
-
+from entrypoint.boot.commands import material_lines
 from entrypoint.errors import printable
-from entrypoint.pki.names import name_covered, san_names
 from entrypoint.pooler.plan import PoolerPlan
 
 
@@ -35,18 +33,7 @@ def check_report(plan: PoolerPlan) -> str:
         f"config file          {plan.ini_path} (auth file {plan.auth_path}, 0600)",
         f"exec                 {' '.join(plan.command)} as {plan.user.name}",
     ]
-    if material.server is not None:
-        leaf = material.server.leaf
-        dns, ips = san_names(leaf)
-        days = (leaf.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)).days
-        lines += [f"certificate          {settings.tls.cert_file}",
-                  f"  SANs               {', '.join(dns + ips) or 'none'}",
-                  f"  expires            {leaf.not_valid_after_utc:%Y-%m-%d} ({days} days left)"]
-        if pooler.service is not None:
-            covered = name_covered(leaf, pooler.service.host)
-            lines.append(f"  covers {pooler.service.host}: {'yes' if covered else 'no'}")
-    if material.cas:
-        lines.append(f"CA bundle            {settings.tls.ca_file} ({len(material.cas)} certificate(s))")
+    lines += material_lines(settings, material, pooler.service.host if pooler.service is not None else None)
     lines += ["CRL                  not applied: PgBouncer 1.18 has no CRL setting (docs/pooler.md)"]
     lines += [f"warning: {w}" for w in material.warnings]
     lines.append("result               would start")

@@ -177,3 +177,15 @@ def test_schema_rejects_bad_metrics_values(sets: str, where: str) -> None:
     with pytest.raises(helm.HelmError) as caught:
         render(Case("bad", "citusdemo", "default", sets=sets))
     assert where in str(caught.value)
+
+
+def test_with_a_network_policy_the_exporter_reaches_both_ports_of_every_member() -> None:
+    rendered = render(Case("np-metrics", "citusdemo", "default",
+                           sets="ssl.enabled=true,metrics.enabled=true,networkPolicy.enabled=true"))
+    (policy,) = rendered.of_kind("NetworkPolicy")
+    exporter = rendered.get("Deployment", "citusdemo-tls-metrics")["spec"]["template"]["metadata"]["labels"]
+    admitted = [rule for rule in policy["spec"]["ingress"]
+                if any(selects(peer.get("podSelector", {}).get("matchLabels", {}), exporter)
+                       for peer in rule.get("from", []))]
+    assert [rule["ports"] for rule in admitted] == [[{"port": 5432, "protocol": "TCP"},
+                                                      {"port": 8008, "protocol": "TCP"}]]

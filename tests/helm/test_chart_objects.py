@@ -374,6 +374,12 @@ def test_network_policy_members_on_5432_and_8008_clients_on_5432(rendered: Rende
     if pooler:  # the pooler and its setup Job reach PostgreSQL, whatever `clients` admits
         pooler_in, *extra_in = extra_in
         assert pooler_in["ports"] == [{"port": 5432, "protocol": "TCP"}]
+    if _values(rendered).get("metrics", {}).get("enabled", False):  # the exporter probes both ports
+        exporter_in, *extra_in = extra_in
+        assert exporter_in["ports"] == MEMBER_PORTS
+        exporter = rendered.get("Deployment", f"{rendered.case.release}-tls-metrics")
+        assert selects(exporter_in["from"][0]["podSelector"]["matchLabels"],
+                       exporter["spec"]["template"]["metadata"]["labels"])
     assert extra_in == np.get("extraIngress", [])
     members_out, dns_out, api_out, *extra_out = spec["egress"]
     assert members_out == {"to": [members], "ports": MEMBER_PORTS}
