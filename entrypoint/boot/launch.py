@@ -11,7 +11,7 @@ from typing import Mapping, Optional, Sequence
 
 from entrypoint.boot import fsops
 from entrypoint.boot.dirs import Who
-from entrypoint.boot.settings import PATRONI_TLS_FILE_VARS, Settings
+from entrypoint.boot.settings import PATRONI_TLS_FILES, Settings
 from entrypoint.boot.stage import StagedPaths
 from entrypoint.errors import InputError, Problem
 
@@ -71,9 +71,11 @@ def exec_environment(env: Mapping[str, str], settings: Settings, paths: StagedPa
     _set_or_drop(out, "PGSSLCRL", paths.crl if settings.links.verifies_ca else None)
     _set_or_drop(out, "PGSSLCERT", paths.client_cert if settings.mtls.enabled else None)
     _set_or_drop(out, "PGSSLKEY", paths.client_key if settings.mtls.enabled else None)
-    for var in PATRONI_TLS_FILE_VARS:
-        if var in paths.extra:
-            out[var] = paths.extra[var]
+    for spec in PATRONI_TLS_FILES:
+        if spec.var in paths.extra:
+            out[spec.var] = paths.extra[spec.var]
+            if spec.password_var:  # the staged key is decrypted: its passphrase stays out of Patroni's environment
+                out.pop(spec.password_var, None)
     if os.geteuid() == 0:
         out.update({"HOME": user.home, "USER": user.name, "LOGNAME": user.name})
     return out

@@ -68,6 +68,8 @@ def files_to_read(settings: Settings) -> Dict[str, reader.Kind]:
         want(settings.mtls.cert_file, reader.CERTIFICATE)
         want(settings.mtls.key_file, reader.PRIVATE_KEY)
         want(settings.tls.crl_file, reader.CRL)
+        if settings.key_password is not None:  # PGSSLKEY_PASSWORD_FILE: a rotated key may come with a new one
+            want(settings.tls.key_password_file, reader.SECRET_TEXT)
     for spec in PATRONI_TLS_FILES:
         want(settings.tls.patroni_files.get(spec.var), _PATRONI_KINDS[spec.role])
     return wanted
@@ -156,7 +158,7 @@ def _check_crls(bad: Collector, warnings: List[str], settings: Settings, files: 
 def _check_pgssl(bad: Collector, warnings: List[str], settings: Settings, files: FileContents,
                  now: datetime.datetime) -> tuple:
     """Returns (server pair, client pair, CA certificates) for the PGSSL* and PCK_CLIENT_* files."""
-    password = _password(bad, settings)
+    password = _password(bad, settings, files)
     if settings.mode.server_ssl == "if-certs" and not settings.tls.cert_present:
         warnings.append(f"PGSSLMODE={settings.mode} but no certificate at {settings.tls.cert_file}: "
                         "PostgreSQL runs without TLS and internal links fall back to plaintext")
@@ -188,9 +190,12 @@ def _check_pgssl(bad: Collector, warnings: List[str], settings: Settings, files:
     return server, client, cas
 
 
-def _password(bad: Collector, settings: Settings) -> Optional[bytes]:
+def _password(bad: Collector, settings: Settings, files: FileContents) -> Optional[bytes]:
     if settings.key_password is None:
         return None
+    current = files.get(settings.tls.key_password_file or "")
+    if isinstance(current, bytes):  # the file as read with the key, not as it was at start
+        return current.rstrip(b"\r\n")
     try:
         return settings.key_password.encode("utf-8")
     except UnicodeEncodeError:

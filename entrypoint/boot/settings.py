@@ -102,6 +102,7 @@ class TlsFiles:
     crl_file: Optional[str] = None  # PGSSLCRL, else ca.crl when the Secret carries one: revocation on
     crl_explicit: bool = False
     crl_later: Optional[str] = None  # where a ca.crl added to the Secret later would appear (takes a restart)
+    key_password_file: Optional[str] = None  # PGSSLKEY_PASSWORD_FILE: read with the key, so rotation re-reads it
     patroni_files: Mapping[str, str] = field(default_factory=dict)  # Patroni TLS file variable -> path
     patroni_passwords: Mapping[str, str] = field(default_factory=dict)  # its passphrase variables -> value
 
@@ -320,6 +321,7 @@ def _tls_files(env: Env, facts: HostFacts, bad: Collector) -> TlsFiles:
         ca_explicit=env.given("PGSSLROOTCERT"),
         cert_present=env.given("PGSSLCERT") or os.path.basename(cert_file) in entries,
         key_password_vars=tuple(v for v in ("PGSSLKEY_PASSWORD", "PGSSLKEY_PASSWORD_FILE") if env.given(v)),
+        key_password_file=env.get("PGSSLKEY_PASSWORD_FILE") or None,
         patroni_files={var: path for var in PATRONI_TLS_FILE_VARS for path in [env.optional_path(var)] if path},
         patroni_passwords={f.password_var: env.get(f.password_var) for f in PATRONI_TLS_FILES
                            if f.password_var and env.given(f.password_var)})

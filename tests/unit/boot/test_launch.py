@@ -53,3 +53,19 @@ def test_a_program_the_run_user_cannot_exec_is_refused(scratch, dir_mode, file_m
 @needs_root
 def test_control_a_program_anyone_may_run_passes():
     assert resolve_command(["sh", "-c", "true"], {"PATH": "/usr/bin:/bin"}, _user())[0].endswith("/sh")
+
+
+def test_passphrases_of_staged_keys_stay_out_of_patronis_environment():
+    """The staged copies are decrypted: PGSSLKEY_PASSWORD and Patroni's *_KEYFILE_PASSWORD are not passed on."""
+    from entrypoint.boot.launch import exec_environment
+    from entrypoint.boot.stage import StagedPaths
+    from tests.unit.conftest import settings_for
+
+    env = {"PATH": "/usr/bin", "PGSSLKEY_PASSWORD": "pg-pass", "PATRONI_RESTAPI_KEYFILE": "/s/rest.key",
+           "PATRONI_RESTAPI_KEYFILE_PASSWORD": "rest-pass", "PATRONI_CTL_KEYFILE_PASSWORD": "ctl-pass"}
+    paths = StagedPaths("/run/tls/server.crt", "/run/tls/server.key", "/run/tls/ca.crt", None, None,
+                        extra={"PATRONI_RESTAPI_KEYFILE": "/run/tls/patroni-restapi.key"})
+    out = exec_environment(env, settings_for("verify-full"), paths, _user())
+    assert out["PATRONI_RESTAPI_KEYFILE"] == "/run/tls/patroni-restapi.key"
+    assert "PATRONI_RESTAPI_KEYFILE_PASSWORD" not in out and "PGSSLKEY_PASSWORD" not in out
+    assert out["PATRONI_CTL_KEYFILE_PASSWORD"] == "ctl-pass"  # no ctl key staged: Patroni reads its own file

@@ -47,3 +47,29 @@ def test_a_crl_added_to_a_secret_that_had_none_is_reported_once_as_needing_a_res
     (certs / "ca.crl").write_bytes(ca.crl())
     assert [watcher.step(settle=0) for _ in range(3)] == ["unchanged"] * 3  # not read: nothing renders ssl_crl_file
     assert len(logged) == 1 and "ca.crl appeared" in logged[0] and "restarts" in logged[0]
+
+
+def test_a_rotated_encrypted_key_with_a_new_passphrase_file_is_taken(tmp_path, ca, node):
+    """PGSSLKEY_PASSWORD_FILE is read with the key at every look, not once at start."""
+    from entrypoint.boot.settings import parse_settings
+    from tests.unit.conftest import encrypt_key, env_with, facts
+    certs, run, secret = tmp_path / "certs", tmp_path / "run", tmp_path / "pw"
+    for d in (certs, run):
+        d.mkdir()
+    ca.write_dir(str(certs), node)
+    (certs / "server.key").write_bytes(encrypt_key(node, b"first"))
+    secret.write_bytes(b"first\n")
+    settings = parse_settings(env_with(PGSSLMODE="verify-full", PCK_CERT_DIR=str(certs), PCK_RUNTIME_DIR=str(run),
+                                       PGSSLKEY_PASSWORD_FILE=str(secret)),
+                              facts(key_password_file_content="first\n"))  # as the start read it
+    files = {path: open(path, "rb").read() for path in watch.files_to_read(settings)}
+    assert str(secret) in files
+    paths = stage_material(settings, check(settings, files), os.getuid(), os.getgid())
+    logged: list = []
+    watcher = watch.CertWatcher(settings, os.getuid(), os.getgid(), paths, lambda: None, logged.append)
+    new = ca.issue(WILDCARD)
+    (certs / "server.crt").write_bytes(new.cert_pem)
+    (certs / "server.key").write_bytes(encrypt_key(new, b"second"))
+    secret.write_bytes(b"second\n")
+    assert watcher.step(settle=0) == "applied", logged
+    assert (run / "tls" / "server.crt").read_bytes() == new.cert_pem
