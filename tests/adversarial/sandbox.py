@@ -22,6 +22,7 @@ _SETUP = r"""
 set -eu
 R=$1; shift
 mount -t tmpfs -o mode=0755,size=64m pck-adv-scratch-root "$R"
+mkdir -m 1777 "$R/tmp"  # first: the checkout itself may live under /tmp (a CI clone)
 for d in /usr /etc /dev /proc "$PCK_SANDBOX_PREFIX" "$PCK_SANDBOX_REPO"; do
     mkdir -p "$R$d"
     mount --rbind "$d" "$R$d"
@@ -30,7 +31,6 @@ done
 for l in bin lib lib64 sbin; do
     if [ -L "/$l" ]; then ln -s "$(readlink "/$l")" "$R/$l"; fi
 done
-mkdir -m 1777 "$R/tmp"
 cd /
 exec chroot "$R" "$PCK_SANDBOX_PYTHON" -m tests.adversarial.inside "$@"
 """
