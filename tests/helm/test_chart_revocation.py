@@ -167,17 +167,6 @@ def test_csi_contradictions_fail_with_their_fixes(sets: str, expected: str) -> N
     assert expected in str(caught.value)
 
 
-@pytest.mark.parametrize("sets, where", [
-    ("ssl.secretKeys.crl=a/b", "/ssl/secretKeys/crl"),
-    ("ssl.certManager.csi.enabled=yes", "/ssl/certManager/csi/enabled"),
-    ("ssl.certManager.csi.enable=true", "enable"),
-])
-def test_schema_rejects_bad_revocation_values(sets: str, where: str) -> None:
-    with pytest.raises(helm.HelmError) as caught:
-        render(Case("bad", "citusdemo", "default", sets=sets))
-    assert where in str(caught.value)
-
-
 @pytest.mark.parametrize("algorithm, size, expected", [
     ("RSA", "3072", {"key-algorithm": "RSA", "key-size": "3072", "key-usages":
                      "digital signature,key encipherment,server auth,client auth"}),

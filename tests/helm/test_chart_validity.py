@@ -119,6 +119,15 @@ def test_misspelled_mode_fails_at_install_time() -> None:
     ("switchoverOnStop.timeoutSeconds=3", "/switchoverOnStop/timeoutSeconds"),
     ("listenAddress=any", "/listenAddress"),
     ("networkPolicy.apiServer.cidrs={10.0.0.1}", "/networkPolicy/apiServer/cidrs/0"),
+    ("ssl.secretKeys.crl=a/b", "/ssl/secretKeys/crl"),
+    ("ssl.certManager.csi.enabled=yes", "/ssl/certManager/csi/enabled"),
+    ("ssl.certManager.csi.enable=true", "enable"),
+    ("metrics.port=5432", "/metrics/port"),
+    ("metrics.port=70000", "/metrics/port"),
+    ("metrics.interval=0", "/metrics/interval"),
+    ("metrics.mode=verfy-full", "/metrics/mode"),
+    ("metrics.serviceMonitor.interval=30 s", "/metrics/serviceMonitor/interval"),
+    ("metrics.enable=true", "enable"),
 ])
 def test_schema_rejects_bad_values(sets: str, where: str) -> None:
     assert where in _render_error(Case("bad", "citusdemo", "default", sets=sets))
