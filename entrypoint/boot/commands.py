@@ -19,6 +19,7 @@ from entrypoint.boot.launch import (
     exec_command,
     exec_environment,
     patroni_command,
+    postgres_program_problems,
     resolve_command,
     resolve_run_user,
     write_config,
@@ -135,6 +136,8 @@ def plan(env: Mapping[str, str], argv: Sequence[str]) -> Plan:
     except InputError as err:
         problems += list(err.problems)
         command = []
+    if not argv:  # Patroni will run PostgreSQL's programs; another command brings its own
+        problems += postgres_program_problems(settings, child_env, user)
     if problems:
         raise InputError(problems)
     text = render_yaml(build_config(settings, paths), settings)
@@ -214,6 +217,7 @@ def check_report(settings: Settings, material: TlsMaterial) -> str:
         f"REST API             {'https' if material.server and settings.server_ssl else 'http'}"
         f"://{settings.addresses.restapi_connect}",
         f"config file          {settings.paths.config_file}",
+        f"PostgreSQL programs  {settings.paths.bin_dir or 'from PATH'}",
     ]
     lines += material_lines(settings, material, settings.addresses.connect.host)
     if material.crls:

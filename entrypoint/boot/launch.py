@@ -131,6 +131,38 @@ def resolve_command(argv: Sequence[str], env: Mapping[str, str], user: Optional[
     return [found] + list(argv[1:])
 
 
+# What Patroni runs from PostgreSQL's bin directory: bootstrap, start and stop, a replica's
+# base backup, and the control-data reads behind failover and rewind decisions.
+POSTGRES_PROGRAMS = ("postgres", "pg_ctl", "initdb", "pg_controldata", "pg_basebackup")
+
+
+def postgres_program_problems(settings: Settings, env: Mapping[str, str], user: RunUser) -> list:
+    """Problems with the PostgreSQL programs Patroni will run, found before anything is written."""
+    bin_dir = settings.paths.bin_dir
+    search = env.get("PATH", os.defpath)
+    missing, blocked = [], []
+    for program in POSTGRES_PROGRAMS:
+        path = os.path.join(bin_dir, program) if bin_dir else shutil.which(program, path=search)
+        if not path or not os.path.isfile(path) or not os.access(path, os.X_OK):
+            missing.append(program)
+            continue
+        why = _not_executable_by(path, user) if os.geteuid() == 0 else None
+        if why:
+            blocked.append(f"{program} ({why})")
+    where = "PATRONI_POSTGRESQL_BIN_DIR"
+    place = bin_dir or f"PATH ({search})"
+    problems = []
+    if missing:
+        problems.append(Problem(where, f"{', '.join(missing)} not found as executable files in {place}",
+                                "set PATRONI_POSTGRESQL_BIN_DIR to the directory holding PostgreSQL's programs, "
+                                "e.g. /usr/lib/postgresql/15/bin, or install PostgreSQL in the image"))
+    if blocked:
+        problems.append(Problem(where, f"in {place}, {user.name} (the user Patroni runs as after the privilege drop) "
+                                       f"cannot run {'; '.join(blocked)}",
+                                "make the programs and the directories on the way executable by that user"))
+    return problems
+
+
 def _permits(st: os.stat_result, user: RunUser, bits: int) -> bool:
     """Whether the mode bits give `user` all of `bits` (4 read, 1 execute/search)."""
     if st.st_uid == user.uid:
@@ -145,13 +177,14 @@ def _permits(st: os.stat_result, user: RunUser, bits: int) -> bool:
 def _not_executable_by(path: str, user: RunUser) -> Optional[str]:
     """Why `user` could not exec `path` (judged from mode bits), or None."""
     real = os.path.realpath(path)
-    directory = os.path.dirname(real)
-    while True:
-        if not _permits(os.stat(directory), user, 1):
-            return f"it cannot enter {directory}"
-        if directory == "/":
-            break
-        directory = os.path.dirname(directory)
+    for start in dict.fromkeys((os.path.abspath(path), real)):  # a symlink's own directories must let it through too
+        directory = os.path.dirname(start)
+        while True:
+            if not _permits(os.stat(directory), user, 1):
+                return f"it cannot enter {directory}"
+            if directory == "/":
+                break
+            directory = os.path.dirname(directory)
     st = os.stat(real)
     if not _permits(st, user, 1):
         return f"{real} has no execute permission for it (mode {st.st_mode & 0o7777:04o})"

@@ -430,12 +430,25 @@ def _addresses(env: Env, mode: Mode, identity: Identity, bad: Collector) -> Addr
     restapi_listen = env.text("PATRONI_RESTAPI_LISTEN", f"0.0.0.0:{layout.RESTAPI_PORT}")
     restapi_listen_addr = _address(env, "PATRONI_RESTAPI_LISTEN", restapi_listen.replace("*", "0.0.0.0", 1),
                                    "0.0.0.0:8008") or Address("0.0.0.0", layout.RESTAPI_PORT)
+    _check_ports_apart(bad, hosts or listen.host, listen.port, restapi_listen_addr)
     restapi_connect = Address(connect.host, restapi_listen_addr.port)
     if env.given("PATRONI_RESTAPI_CONNECT_ADDRESS"):
         restapi_connect = _address(env, "PATRONI_RESTAPI_CONNECT_ADDRESS", env.text("PATRONI_RESTAPI_CONNECT_ADDRESS"),
                                    "citusdemo-0-0.citusdemo.default.svc.cluster.local:8008") or restapi_connect
     return Addresses(listen=listen, listen_host=hosts or "*", connect=connect, connect_derived=derived,
                      restapi_listen=restapi_listen, restapi_connect=restapi_connect)
+
+
+def _check_ports_apart(bad: Collector, pg_hosts: str, pg_port: int, restapi: Address) -> None:
+    """PostgreSQL and the REST API cannot both bind one port on a shared (or wildcard) address."""
+    if pg_port != restapi.port:
+        return
+    pg = {h.strip().strip("[]") for h in pg_hosts.replace("*", "0.0.0.0").split(",")}
+    rest = restapi.host.strip("[]")
+    if rest in pg or _is_wildcard(rest) or any(_is_wildcard(h) for h in pg):
+        bad.add("PATRONI_RESTAPI_LISTEN", f"port {pg_port} is also PostgreSQL's (PATRONI_POSTGRESQL_LISTEN): "
+                                          "whichever starts second could not bind it",
+                f"give the REST API its own port, e.g. PATRONI_RESTAPI_LISTEN=0.0.0.0:{layout.RESTAPI_PORT}")
 
 
 def _connect_address(env: Env, mode: Mode, identity: Identity, listen: Address, bad: Collector) -> tuple:

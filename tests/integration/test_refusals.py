@@ -110,3 +110,51 @@ def test_a_hostile_crl_file_is_refused_without_hanging_or_reading_it_all(member_
     if kind == "shadow":
         assert "root:" not in result.stderr
     _assert_nothing_started(member)
+
+
+def _bin_dir_without(tmp_path, program: str) -> str:
+    """A bin directory with links to every PostgreSQL program but `program`."""
+    real = "/usr/lib/postgresql/15/bin"
+    partial = tmp_path / "pgbin"
+    partial.mkdir()
+    for name in os.listdir(real):
+        if name != program:
+            os.symlink(os.path.join(real, name), partial / name)
+    return str(partial)
+
+
+@pytest.mark.parametrize("command", [["check"], ["run"]])
+@pytest.mark.parametrize("case", ["absent", "no-initdb", "unreachable"])
+def test_postgres_programs_missing_or_unreachable_are_refused(member_env, tmp_path, command, case):
+    """Without this, Patroni starts, loops on a failing bootstrap, and the pod never says why."""
+    cluster, member, env = member_env
+    cluster.write_cert_dir(member)
+    if case == "absent":
+        env["PATRONI_POSTGRESQL_BIN_DIR"] = "/usr/lib/postgresql/99/bin"
+        expected = "postgres, pg_ctl, initdb, pg_controldata, pg_basebackup not found"
+    elif case == "no-initdb":
+        env["PATRONI_POSTGRESQL_BIN_DIR"] = _bin_dir_without(tmp_path, "initdb")
+        expected = "initdb not found as executable files"
+    else:  # root can reach it, postgres (after the drop) cannot
+        hidden = tmp_path / "root-only"
+        hidden.mkdir(mode=0o700)
+        env["PATRONI_POSTGRESQL_BIN_DIR"] = _bin_dir_without(hidden, "none")
+        os.chmod(tmp_path, 0o755)
+        expected = "postgres (the user Patroni runs as after the privilege drop) cannot run"
+    result = _run(command, env)
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    assert "PATRONI_POSTGRESQL_BIN_DIR" in out and expected in out and "fix:" in out
+    _assert_nothing_started(member)
+
+
+@pytest.mark.parametrize("command", [["check"], ["run"]])
+def test_rest_api_on_postgres_port_is_refused(member_env, command):
+    cluster, member, env = member_env
+    cluster.write_cert_dir(member)
+    env["PATRONI_RESTAPI_LISTEN"] = f"{member.host}:{env['PATRONI_POSTGRESQL_LISTEN'].rpartition(':')[2]}"
+    result = _run(command, env)
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    assert "PATRONI_RESTAPI_LISTEN" in out and "also PostgreSQL's" in out
+    _assert_nothing_started(member)

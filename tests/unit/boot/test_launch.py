@@ -51,6 +51,19 @@ def test_a_program_the_run_user_cannot_exec_is_refused(scratch, dir_mode, file_m
 
 
 @needs_root
+def test_a_link_inside_a_directory_the_run_user_cannot_enter_is_refused(scratch):
+    """The target (/bin/sh) is reachable; the link to it is not, and exec goes through the link."""
+    hidden = scratch / "root-only"
+    hidden.mkdir(mode=0o700)
+    (hidden / "sh").symlink_to("/bin/sh")
+    with pytest.raises(InputError) as err:
+        resolve_command([str(hidden / "sh")], {"PATH": "/usr/bin"}, _user())
+    assert f"cannot enter {hidden}" in err.value.problems[0].what
+    hidden.chmod(0o755)
+    assert resolve_command([str(hidden / "sh")], {"PATH": "/usr/bin"}, _user())  # the control
+
+
+@needs_root
 def test_control_a_program_anyone_may_run_passes():
     assert resolve_command(["sh", "-c", "true"], {"PATH": "/usr/bin:/bin"}, _user())[0].endswith("/sh")
 
