@@ -24,6 +24,7 @@ CA_NAMES: Tuple[str, ...] = (CA_FILE,)
 RUNTIME_DIR = "/run/patroni-citus-k8s"
 STAGED_TLS_DIR = "tls"
 CONFIG_FILE_NAME = "patroni.yml"
+POOLER_INI_NAME = "pgbouncer.ini"  # the pooler's PgBouncer configuration, in its runtime dir
 PGPASS_FILE_NAME = "pgpass"
 
 SOCKET_DIR = "/var/run/postgresql"

@@ -9,7 +9,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 from entrypoint import layout
 from entrypoint.boot.dirs import check_directories, make_directories
@@ -53,19 +53,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     probe = sub.add_parser("probe", help="ask the local Patroni REST API for readiness or liveness (for pod probes)")
     probe.add_argument("kind", choices=("readiness", "liveness"))
-    probe.add_argument("--timeout", type=_probe_timeout, default=5.0,
+    probe.add_argument("--timeout", type=seconds_type(60), default=5.0,
                        help="seconds to wait for the answer, more than 0 and at most 60 (default 5)")
     probe.set_defaults(func=cmd_probe)
 
 
-def _probe_timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= 60:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0 and at most 60")
-    return value
+def seconds_type(maximum: float, allow_zero: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number of seconds up to `maximum`, above 0 (or from 0 with `allow_zero`)."""
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (0 <= value if allow_zero else 0 < value) or not value <= maximum:  # NaN fails too
+            lowest = "from 0" if allow_zero else "above 0"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds {lowest} and at most {maximum:g}")
+        return value
+    return seconds
 
 
 def _read_text(path: str, kind: reader.Kind) -> Tuple[Optional[str], Optional[str]]:

@@ -1,4 +1,4 @@
-"""`patroni-citus-k8s pooler run|render|check|setup|probe`: PgBouncer before the coordinator, both legs at PGSSLMODE."""
+"""`patroni-citus-k8s pooler run|render|check|setup|probe|drain`: PgBouncer before the coordinator, TLS legs."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import os
 import signal
 import sys
 
+from entrypoint.boot.commands import seconds_type
 from entrypoint.errors import EXIT_BAD_INPUT, InputError, Problem, printable
 
-SUBCOMMANDS = ("run", "render", "check", "setup", "probe")
+SUBCOMMANDS = ("run", "render", "check", "setup", "probe", "drain")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,13 +33,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description="Connects with CONNINFO or libpq's PG* variables, as verify does.")
     setup.add_argument("conninfo", nargs="?", default="", metavar="CONNINFO",
                        help="libpq connection string or URI to the coordinator primary, as a superuser")
-    setup.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+    setup.add_argument("--timeout", type=seconds_type(3600), default=10.0, metavar="SECONDS",
                        help="connect timeout for each database (default 10)")
     setup.set_defaults(func=cmd_setup)
     probe = psub.add_parser("probe", help="pod probes: the local listener answers the SSLRequest as the mode says")
     probe.add_argument("kind", choices=("readiness", "liveness"))
-    probe.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="default 5")
+    probe.add_argument("--timeout", type=seconds_type(60), default=5.0, metavar="SECONDS", help="default 5")
     probe.set_defaults(func=cmd_probe)
+    drain = psub.add_parser("drain", help="the pod's preStop hook: safe shutdown of PgBouncer (SIGINT), so running "
+                                          "transactions finish instead of being cut by the kubelet's SIGTERM")
+    drain.add_argument("--delay", type=seconds_type(3600, allow_zero=True), default=5.0, metavar="SECONDS",
+                       help="wait this long first, while the pod leaves the Service's endpoints (default 5)")
+    drain.add_argument("--timeout", type=seconds_type(3600, allow_zero=True), default=20.0, metavar="SECONDS",
+                       help="then wait at most this long for PgBouncer to exit (default 20; keep delay + timeout "
+                            "under the pod's terminationGracePeriodSeconds)")
+    drain.set_defaults(func=cmd_drain)
 
 
 def _warn(warnings) -> None:
@@ -122,3 +131,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from entrypoint.pooler.probe import probe
 
     return probe(args.kind, args.timeout, dict(os.environ))
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    from entrypoint.pooler.drain import drain
+
+    return drain(args.delay, args.timeout, dict(os.environ))

@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Mapping, Optional, Tuple
 
+from entrypoint import layout
 from entrypoint.boot.commands import gather_facts
 from entrypoint.boot.dirs import check_directories
 from entrypoint.boot.launch import RunUser, exec_environment, resolve_command, resolve_run_user
@@ -26,7 +27,6 @@ from entrypoint.pooler.render import auth_file_text, pgbouncer_sections, render_
 from entrypoint.pooler.settings import PoolerSettings, parse_pooler
 
 COMMAND = "patroni-citus-k8s pooler"
-INI_NAME = "pgbouncer.ini"
 AUTH_NAME = "pgbouncer-auth.txt"  # the auth_user's password: 0600, never logged, never rendered
 FILE_MODE = 0o600
 # Debian installs PgBouncer in /usr/sbin, which a non-root PATH often lacks.
@@ -121,7 +121,7 @@ def plan(env: Mapping[str, str]) -> PoolerPlan:
     paths = plan_paths(settings, material)
     child_env = {k: v for k, v in exec_environment(env, settings, paths, user).items() if k not in DROPPED_VARS}
     problems = check_directories(settings, user.who(), member=False)
-    ini_path = os.path.join(settings.paths.runtime_dir, INI_NAME)
+    ini_path = os.path.join(settings.paths.runtime_dir, layout.POOLER_INI_NAME)
     auth_path = os.path.join(settings.paths.runtime_dir, AUTH_NAME)
     for path in (ini_path, auth_path):
         if os.path.isdir(path):

@@ -24,6 +24,11 @@ from entrypoint.pki import reader
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
 
 
+def ini_path(env: Mapping[str, str]) -> str:
+    """Where `pooler run` wrote pgbouncer.ini, from the same PCK_RUNTIME_DIR the pod's container has."""
+    return os.path.join(env.get("PCK_RUNTIME_DIR") or layout.RUNTIME_DIR, layout.POOLER_INI_NAME)
+
+
 def ini_settings(text: str) -> dict:
     out = {}
     for line in text.splitlines():
@@ -55,8 +60,7 @@ def answer(host: str, port: int, timeout: float, handshake: bool) -> str:
 
 def probe(kind: str, timeout: float, env: Mapping[str, str]) -> int:
     """Exit 0 when the listener answers as `kind` needs, 1 otherwise (a line on stderr says why)."""
-    runtime = env.get("PCK_RUNTIME_DIR") or layout.RUNTIME_DIR
-    path = os.path.join(runtime, "pgbouncer.ini")
+    path = ini_path(env)
     try:
         ini = ini_settings(reader.read_file(path, reader.CONFIG).decode("utf-8", "replace"))
         host, port = _target(ini)

@@ -10,6 +10,7 @@ run as soon as it has (nothing else to change).
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -130,3 +131,33 @@ def test_the_pooler_never_gets_the_superusers_password(cluster: Cluster, pooler_
     env = json.loads(harness.run([cluster.docker, "inspect", "-f", "{{json .Config.Env}}", ids[0]]).stdout)
     assert not [e for e in env if cluster.env["PATRONI_SUPERUSER_PASSWORD"] in e]
     assert "PCK_POOLER_AUTH_PASSWORD=pgbouncer-local-only" in env
+
+
+def test_stopping_the_pooler_lets_a_running_transaction_commit(pooled: Cluster):
+    """compose's `stop_signal: SIGINT` is PgBouncer's safe shutdown: a transaction in flight at `stop` commits.
+
+    (With Docker's default SIGTERM, PgBouncer 1.18 shuts down at once and the transaction is cut; the
+    same contrast for the chart's preStop `pooler drain` is measured in tests/integration/test_pooler.py.)
+    """
+    primary = _coordinator_primary(pooled)
+    pooled.psql(primary, fqdn(primary), f"DROP TABLE IF EXISTS pooler_stop_probe; CREATE TABLE pooler_stop_probe "
+                                        f"(id int); GRANT ALL ON pooler_stop_probe TO {APP_USER}")
+    outcome: list = []
+    client = threading.Thread(target=lambda: outcome.append(_through_pooler(
+        pooled, "BEGIN; INSERT INTO pooler_stop_probe VALUES (1); SELECT pg_sleep(4); COMMIT;")))
+    client.start()
+    sleeping = (f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{APP_USER}' "
+                f"AND query LIKE '%pg_sleep(4)%' AND pid <> pg_backend_pid()")
+    harness.wait_for("the transaction to run", lambda: pooled.psql(primary, fqdn(primary), sleeping).stdout.strip()
+                     == "1", timeout=30, interval=0.2)
+    try:
+        pooled.compose_run("stop", POOLER, timeout=120)
+        client.join(60)
+        assert outcome and outcome[0].returncode == 0, outcome and outcome[0].stderr
+        rows = pooled.psql(primary, fqdn(primary), "SELECT count(*) FROM pooler_stop_probe").stdout.strip()
+        assert rows == "1", rows
+    finally:
+        pooled.compose_run("start", POOLER, timeout=120)
+        harness.wait_for("the pooler to answer again", lambda: _through_pooler(pooled, "SELECT 1").returncode == 0,
+                         timeout=120, interval=2)
+        pooled.psql(primary, fqdn(primary), "DROP TABLE IF EXISTS pooler_stop_probe")

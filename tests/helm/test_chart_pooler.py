@@ -176,6 +176,24 @@ def test_the_pooler_runs_as_the_members_do(rendered_cases: dict[str, Rendered], 
         assert env_of(deployment)["PCK_RUNTIME_DIR"]["value"] == layout.RUNTIME_DIR
 
 
+@pytest.mark.parametrize("sets, delay, drain", [("", 5.0, 20.0),
+                                                 ("pooler.shutdown.delaySeconds=0,pooler.shutdown.drainSeconds=90",
+                                                  0.0, 90.0)])
+def test_a_stopping_pooler_drains_within_its_grace_period(sets: str, delay: float, drain: float) -> None:
+    """preStop is `pooler drain` as the entrypoint's own parser reads it, and the kubelet waits for all of it."""
+    from entrypoint.cli import build_parser
+
+    rendered = render(Case("pooler-drain", "citusdemo", "default",
+                           sets=",".join(filter(None, ["pooler.enabled=true", sets]))))
+    deployment = _deployment(rendered)
+    command = container(deployment)["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "patroni-citus-k8s"
+    args = build_parser().parse_args(command[1:])
+    assert (args.pooler_command, args.delay, args.timeout) == ("drain", delay, drain)
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= delay + drain + 5
+
+
 def test_the_pooler_mounts_the_tls_files_as_the_members_do(rendered_cases: dict[str, Rendered],
                                                            plain: Rendered) -> None:
     rendered = rendered_cases["pooler"]
@@ -279,6 +297,8 @@ def test_the_auth_user_may_not_be_a_members_role(user: str) -> None:
     ("pooler.replicas=0", "/pooler/replicas"),
     ("pooler.authUser=bad name", "/pooler/authUser"),
     ("pooler.setup.timeoutSeconds=5", "/pooler/setup/timeoutSeconds"),
+    ("pooler.shutdown.drainSeconds=0", "/pooler/shutdown/drainSeconds"),
+    ("pooler.shutdown.delaySeconds=-1", "/pooler/shutdown/delaySeconds"),
     ("pooler.enable=true", "enable"),
 ])
 def test_schema_rejects_bad_pooler_values(sets: str, where: str) -> None:

@@ -369,6 +369,52 @@ def _wait_resumed(loop: ClientLoop, host: str, since: float) -> None:
     wait_for(f"the client loop to run on {host} again", lambda: loop.ok_on(host, since) >= 10, 60, 0.2)
 
 
+def _transaction_across(dsn: str, key: int, seconds: float, outcome: list) -> None:
+    """One transaction through the pooler: a write, `seconds` of work, then COMMIT; its fate lands in `outcome`."""
+    try:
+        with psycopg.connect(dsn) as conn:
+            conn.execute("INSERT INTO items VALUES (%s, 'in flight at shutdown')", (key,))
+            conn.execute("SELECT pg_sleep(%s)", (seconds,))
+            conn.commit()
+        outcome.append("committed")
+    except psycopg.Error as exc:
+        outcome.append(f"failed: {exc}")
+
+
+@pytest.mark.parametrize("how", ["drain", "sigterm"])
+def test_drain_lets_a_running_transaction_commit_where_sigterm_cuts_it(stack, how):
+    """The chart's preStop (`pooler drain`) against what the kubelet does without it (SIGTERM to PgBouncer)."""
+    cluster, _service, _pooler, _ = stack
+    primary = cluster.leader(0 if CITUS else None)
+    key = ROWS + (1000 if how == "drain" else 2000)
+    second = Pooler(cluster, f"127.0.{TEST_NET}.211", f"{SERVICE_IP}:5432").start()
+    try:
+        outcome: list = []
+        client = threading.Thread(target=_transaction_across, args=(second.dsn(dbname=DB), key, 3, outcome))
+        client.start()
+        wait_for("the transaction to be running", lambda: cluster.query(
+            primary, "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND query LIKE 'SELECT pg_sleep%%'",
+            (APP_USER,), dbname=DB) == [(1,)], 10, 0.05)
+        if how == "drain":
+            result = subprocess.run([ENTRYPOINT, "pooler", "drain", "--delay", "0", "--timeout", "20"],
+                                    env=second.env(), capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert "SIGINT sent" in result.stderr and "exited after" in result.stderr
+        else:
+            os.kill(second.proc.pid, signal.SIGTERM)  # `pooler run` exec'd PgBouncer: the same PID
+        client.join(30)
+        assert second.proc.wait(10) is not None
+        rows = cluster.query(primary, "SELECT count(*) FROM items WHERE id = %s", (key,), dbname=DB)
+        if how == "drain":
+            assert outcome == ["committed"] and rows == [(1,)], outcome
+        else:
+            assert outcome and outcome[0].startswith("failed") and rows == [(0,)], outcome
+    finally:
+        second.stop()
+        with cluster.connect(primary, dbname=DB) as conn:
+            conn.execute("DELETE FROM items WHERE id = %s", (key,))  # the failover test counts the rows
+
+
 def test_switchover_the_client_loop_resumes_by_itself(stack):
     cluster, _service, pooler, coordinators = stack
     group = 0 if CITUS else None
