@@ -19,14 +19,16 @@ import sys
 from typing import Mapping, Optional, Tuple
 
 from entrypoint import layout
+from entrypoint.boot.environ import Env
+from entrypoint.errors import Collector
 from entrypoint.pki import reader
 
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
 
 
 def ini_path(env: Mapping[str, str]) -> str:
-    """Where `pooler run` wrote pgbouncer.ini, from the same PCK_RUNTIME_DIR the pod's container has."""
-    return os.path.join(env.get("PCK_RUNTIME_DIR") or layout.RUNTIME_DIR, layout.POOLER_INI_NAME)
+    """Where `pooler run` wrote pgbouncer.ini: PCK_RUNTIME_DIR read (and normalised) as run reads it."""
+    return os.path.join(Env(env, Collector()).path("PCK_RUNTIME_DIR", layout.RUNTIME_DIR), layout.POOLER_INI_NAME)
 
 
 def ini_settings(text: str) -> dict:
