@@ -69,13 +69,16 @@ def _load(args: argparse.Namespace) -> Tuple:
         raise InputError([Problem("--out-dir", f"the CA in {d} cannot sign a CRL: {exc or 'the key is encrypted'}",
                                   "give the directory holding the CA's own ca.crt and an unencrypted ca.key")],
                          COMMAND, "nothing was written") from None
-    crl = None
+    crl, held = None, []
     crl_path = os.path.join(d, layout.CRL_FILE)
     if os.path.lexists(crl_path):
         try:
-            crl = load_crls(_read(crl_path, reader.CRL, "--out-dir"))[0]
+            held = load_crls(_read(crl_path, reader.CRL, "--out-dir"))
         except ValueError as exc:
             problems.append(Problem(crl_path, f"is not a PEM CRL ({exc})", "move it away to start a new CRL"))
+        crl, why = _own_crl(held, ca_cert)
+        if why:
+            problems.append(Problem(crl_path, why, "keep one CRL per CA in the file"))
     cert = None
     if args.cert:
         try:
@@ -86,7 +89,35 @@ def _load(args: argparse.Namespace) -> Tuple:
             problems.append(Problem("--cert", f"{args.cert} is not a PEM certificate ({exc})", "give the PEM file"))
     if problems:
         raise InputError(problems, COMMAND, "nothing was written")
-    return ca_cert, ca_key, crl, cert
+    return ca_cert, ca_key, crl, cert, held
+
+
+def _own_crl(held: list, ca_cert) -> Tuple:
+    """(this CA's CRL or None, a problem or None) among the CRLs of DIR/ca.crl.
+
+    A file of one CRL is that CA's (check_existing refuses it when it is not); during a CA
+    rotation the file holds one CRL per CA, and only this CA's is re-signed.
+    """
+    if len(held) <= 1:
+        return (held[0] if held else None), None
+    mine = [c for c in held if c.issuer == ca_cert.subject and _signed_by(c, ca_cert)]  # a renewed CA keeps its name
+    if len(mine) > 1:
+        return None, f"holds {len(mine)} CRLs of the CA {ca_cert.subject.rfc4514_string()}"
+    return (mine[0] if mine else None), None
+
+
+def _signed_by(crl, ca_cert) -> bool:
+    try:
+        return bool(crl.is_signature_valid(ca_cert.public_key()))
+    except (TypeError, ValueError):
+        return False
+
+
+def _with_new(held: list, old, new) -> list:
+    """The file's CRLs with this CA's replaced by `new` (appended when it had none), the others unchanged."""
+    if old is None:
+        return [*held, new]
+    return [new if c is old else c for c in held]
 
 
 def _serial(args: argparse.Namespace, cert) -> Optional[int]:
@@ -98,8 +129,9 @@ def _serial(args: argparse.Namespace, cert) -> Optional[int]:
         value = int(args.serial.replace(":", ""), 16)
     except ValueError:
         value = -1
-    if value <= 0:
-        raise InputError([Problem("--serial", f"{args.serial!r} is not a positive hex number",
+    if not 0 < value < 1 << 159:  # RFC 5280: at most 20 octets, positive; the CRL cannot carry more
+        raise InputError([Problem("--serial", f"{args.serial[:60]!r} is not a positive hex number of at most 159 "
+                                              "bits (40 hex digits)",
                                   "give the serial as certs inspect prints it, e.g. 1f3a9c")],
                          COMMAND, "nothing was written")
     return value
@@ -113,7 +145,7 @@ def run_revoke(args: argparse.Namespace, env: Optional[Mapping[str, str]] = None
         if not 1 <= args.next_update <= crls.MAX_CRL_DAYS:
             raise InputError([Problem("--next-update", f"{args.next_update} is out of range",
                                       f"give 1 to {crls.MAX_CRL_DAYS} days")], COMMAND, "nothing was written")
-        ca_cert, ca_key, crl, cert = _load(args)
+        ca_cert, ca_key, crl, cert, held = _load(args)
         serial = _serial(args, cert)
         crl_path = os.path.join(args.out_dir, layout.CRL_FILE)
         problems = crls.check_existing(ca_cert, crl, crl_path)
@@ -127,7 +159,8 @@ def run_revoke(args: argparse.Namespace, env: Optional[Mapping[str, str]] = None
     new = crls.revoke(ca_cert, ca_key, crl, [serial] if serial is not None else [], args.reason, utc_now(),
                       args.next_update)
     try:
-        write_files(args.out_dir, [OutputFile(layout.CRL_FILE, crl_pem([new]), 0o644)], replace=True)
+        text = crl_pem(_with_new(held, crl, new))
+        write_files(args.out_dir, [OutputFile(layout.CRL_FILE, text, 0o644)], replace=True)
     except OSError as exc:
         print(InputError([Problem("--out-dir", f"cannot write {crl_path}: {exc.strerror or exc}",
                                   "choose a directory you can write to")], COMMAND, "nothing was written").report(),

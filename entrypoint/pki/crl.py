@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -111,7 +111,8 @@ def judge(crls: Sequence[x509.CertificateRevocationList], cas: Sequence[x509.Cer
         if crl.last_update_utc > now:
             problems.append(f"{name} is not valid until {crl.last_update_utc:%Y-%m-%d %H:%M} UTC (lastUpdate)")
         elif next_update is None:
-            problems.append(f"{name} has no nextUpdate; OpenSSL treats it as expired")
+            problems.append(f"{name} has no nextUpdate: RFC 5280 requires one, and a CRL without it never goes "
+                            "stale, so an old copy would hide every later revocation (OpenSSL itself accepts it)")
         elif next_update <= now:
             problems.append(f"{name} expired on {next_update:%Y-%m-%d %H:%M} UTC (nextUpdate): OpenSSL would "
                             "refuse every certificate from its CA")
@@ -158,11 +159,26 @@ def pg_issuer(name: x509.Name) -> str:
     return "".join(parts)
 
 
-def revoked_pairs(crls: Sequence[x509.CertificateRevocationList]) -> Set[Tuple[str, int]]:
-    """(issuer as PostgreSQL prints it, serial) of every revoked certificate."""
-    return {(pg_issuer(crl.issuer), int(entry.serial_number)) for crl in crls for entry in crl}
+def revoked_pairs(crls: Sequence[x509.CertificateRevocationList]) -> Dict[int, Set[str]]:
+    """serial -> the issuers (as PostgreSQL prints them) that revoked it: one look-up per session, however long."""
+    out: Dict[int, Set[str]] = {}
+    for crl in crls:
+        issuer = pg_issuer(crl.issuer)
+        for entry in crl:
+            out.setdefault(int(entry.serial_number), set()).add(issuer)
+    return out
 
 
-def is_revoked(revoked: Set[Tuple[str, int]], issuer_dn: str, serial: int) -> bool:
-    """pg_stat_ssl keeps only the first NAMEDATALEN-1 bytes of issuer_dn: a prefix of the full name matches."""
-    return bool(issuer_dn) and any(s == serial and name.startswith(issuer_dn) for name, s in revoked)
+# pg_stat_ssl keeps only the first NAMEDATALEN-1 (63) bytes of issuer_dn, cut at a character
+# boundary: a name that long may be a prefix of the full one; a shorter one is the whole name.
+STAT_NAME_BYTES = 63
+MAX_CHARACTER_BYTES = 4
+
+
+def is_revoked(revoked: Dict[int, Set[str]], issuer_dn: str, serial: int) -> bool:
+    """Whether pg_stat_ssl's (issuer_dn, serial) is in `revoked` (revoked_pairs: full issuer names)."""
+    names = revoked.get(serial)
+    if not issuer_dn or not names:
+        return False
+    clipped = len(issuer_dn.encode()) > STAT_NAME_BYTES - MAX_CHARACTER_BYTES
+    return issuer_dn in names or clipped and any(name.startswith(issuer_dn) for name in names)

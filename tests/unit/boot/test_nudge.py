@@ -37,3 +37,13 @@ def test_revoked_matches_serial_and_issuer_even_when_pg_truncated_the_name():
     assert not is_revoked(revoked, full, pair.cert.serial_number + 1)
     assert not is_revoked(revoked, "/CN=another CA", pair.cert.serial_number)
     assert not is_revoked(revoked, "", pair.cert.serial_number)
+
+
+def test_a_short_issuer_is_the_whole_name_not_a_prefix():
+    """Another CA whose name begins like this one's (and whose serials collide) is not revoked by its CRL."""
+    ca = TestCA("citusdemo-ca-2027")
+    pair = ca.issue("db.example")
+    revoked = revoked_pairs(load_crls(ca.crl([pair])))
+    full = pg_issuer(ca.cert.subject)
+    assert is_revoked(revoked, full, pair.cert.serial_number)
+    assert not is_revoked(revoked, full[:-5], pair.cert.serial_number)  # "/CN=citusdemo-ca"

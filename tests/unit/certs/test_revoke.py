@@ -91,6 +91,8 @@ def test_a_missing_ca_key_is_refused(pki):
 
 
 @pytest.mark.parametrize("args, words", [(["--serial", "zz"], "not a positive hex"), (["--serial", "0"], "positive"),
+                                         (["--serial", "f" * 41], "at most 159 bits"),
+                                         (["--serial", "f" * 5000], "at most 159 bits"),
                                          (["--refresh", "--next-update", "0"], "out of range")])
 def test_bad_flags_are_refused(pki, args, words):
     assert words in _unchanged_after(pki, *args).stderr
@@ -122,3 +124,37 @@ def test_per_member_refuses_a_secret_that_would_carry_every_key(tmp_path):
     result = certs(tmp_path, "generate", "--per-member", "--k8s-secret")
     assert result.returncode == 2 and "every member's key" in result.stderr
     assert not (tmp_path / "certs").exists()
+
+
+
+def _der(crl) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+    return crl.public_bytes(Encoding.DER)
+
+
+def _ca_key(directory):
+    from cryptography import x509
+    return x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes()).public_key()
+
+
+@pytest.mark.parametrize("theirs_first", [True, False])
+def test_during_a_ca_rotation_only_this_cas_crl_is_re_signed_and_the_other_is_kept(pki, tmp_path, theirs_first):
+    """ca.crl holds one CRL per CA of the bundle; revoking must not drop the other CA's (members would refuse)."""
+    other = tmp_path / "other"
+    assert certs(tmp_path, "generate", "--out-dir", str(other)).returncode == 0
+    (theirs,) = load_crls((other / "ca.crl").read_bytes())
+    parts = [(other / "ca.crl").read_bytes(), (pki / "ca.crl").read_bytes()]
+    (pki / "ca.crl").write_bytes(b"".join(parts if theirs_first else parts[::-1]))
+    result = certs(pki.parent, "revoke", "--serial", "1234")
+    assert result.returncode == 0, result.stderr
+    kept = load_crls((pki / "ca.crl").read_bytes())
+    assert len(kept) == 2
+    still, mine = kept if theirs_first else kept[::-1]  # each stays in its place
+    assert _der(still) == _der(theirs)  # the other CA's, byte for byte (both CAs carry the same name)
+    assert mine.is_signature_valid(_ca_key(pki)) and [e.serial_number for e in mine] == [0x1234]
+    bundle = tmp_path / "bundle.crt"
+    bundle.write_bytes((pki / "ca.crt").read_bytes() + (other / "ca.crt").read_bytes())
+    for cert, ok in ((other / "server.crt", True), (pki / "server.crt", True)):
+        verify = openssl("verify", "-crl_check_all", "-CAfile", str(bundle), "-CRLfile", str(pki / "ca.crl"),
+                         str(cert))
+        assert (verify.returncode == 0) == ok, verify.stdout + verify.stderr
