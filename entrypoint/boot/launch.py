@@ -131,9 +131,10 @@ def resolve_command(argv: Sequence[str], env: Mapping[str, str], user: Optional[
     return [found] + list(argv[1:])
 
 
-# What Patroni runs from PostgreSQL's bin directory: bootstrap, start and stop, a replica's
-# base backup, and the control-data reads behind failover and rewind decisions.
-POSTGRES_PROGRAMS = ("postgres", "pg_ctl", "initdb", "pg_controldata", "pg_basebackup")
+# What Patroni runs from PostgreSQL's bin directory: bootstrap, start and stop (pg_isready
+# waits for the port), a replica's base backup, the control-data reads behind failover, and
+# pg_rewind (the rendered configuration sets use_pg_rewind).
+POSTGRES_PROGRAMS = ("postgres", "pg_ctl", "initdb", "pg_controldata", "pg_basebackup", "pg_isready", "pg_rewind")
 
 
 def postgres_program_problems(settings: Settings, env: Mapping[str, str], user: RunUser) -> list:
@@ -174,9 +175,38 @@ def _permits(st: os.stat_result, user: RunUser, bits: int) -> bool:
     return granted & bits == bits
 
 
+def _kernel_lets_run(path: str, user: RunUser, script: bool) -> bool:
+    """The kernel's own answer (ACLs, noexec mounts and security modules included): access(2) as `user`.
+
+    Asked in a forked child that takes the user's ids, so this process keeps root.
+    """
+    pid = os.fork()
+    if pid == 0:  # the child: never returns, whatever happens
+        code = 2
+        try:
+            os.setgroups(list(user.groups))
+            os.setgid(user.gid)
+            os.setuid(user.uid)
+            code = 0 if os.access(path, os.X_OK) and (not script or os.access(path, os.R_OK)) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
 def _not_executable_by(path: str, user: RunUser) -> Optional[str]:
-    """Why `user` could not exec `path` (judged from mode bits), or None."""
+    """Why `user` could not exec `path`, or None: the kernel decides, the mode bits explain."""
     real = os.path.realpath(path)
+    script = _is_script(real)
+    if _kernel_lets_run(path, user, script):
+        return None
+    return _mode_bits_explain(path, real, user, script) or (
+        f"the kernel refuses it ({real}), though the mode bits allow it (an ACL, a noexec mount or a security "
+        f"module)")
+
+
+def _mode_bits_explain(path: str, real: str, user: RunUser, script: bool) -> Optional[str]:
+    """Which directory or mode bit stops `user` from running `path`, or None when the bits allow it."""
     for start in dict.fromkeys((os.path.abspath(path), real)):  # a symlink's own directories must let it through too
         directory = os.path.dirname(start)
         while True:
@@ -188,7 +218,7 @@ def _not_executable_by(path: str, user: RunUser) -> Optional[str]:
     st = os.stat(real)
     if not _permits(st, user, 1):
         return f"{real} has no execute permission for it (mode {st.st_mode & 0o7777:04o})"
-    if _is_script(real) and not _permits(st, user, 4):
+    if script and not _permits(st, user, 4):
         return f"{real} is a script and it cannot read it (mode {st.st_mode & 0o7777:04o})"
     return None
 

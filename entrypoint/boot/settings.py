@@ -7,7 +7,9 @@ os.environ or the disk: the command-line edge passes both in.
 
 from __future__ import annotations
 
+import ipaddress
 import os.path
+import socket
 from dataclasses import dataclass, field, replace
 from typing import Mapping, Optional
 
@@ -440,15 +442,54 @@ def _addresses(env: Env, mode: Mode, identity: Identity, bad: Collector) -> Addr
 
 
 def _check_ports_apart(bad: Collector, pg_hosts: str, pg_port: int, restapi: Address) -> None:
-    """PostgreSQL and the REST API cannot both bind one port on a shared (or wildcard) address."""
-    if pg_port != restapi.port:
+    """PostgreSQL and the REST API cannot both bind one port on overlapping addresses."""
+    if pg_port != restapi.port or bad.has("PATRONI_POSTGRESQL_LISTEN") or bad.has("PATRONI_RESTAPI_LISTEN"):
         return
-    pg = {h.strip().strip("[]") for h in pg_hosts.replace("*", "0.0.0.0").split(",")}
-    rest = restapi.host.strip("[]")
-    if rest in pg or _is_wildcard(rest) or any(_is_wildcard(h) for h in pg):
+    rest = _bound(restapi.host)
+    if any(_overlap(_bound(host), rest) for host in pg_hosts.replace("*", "0.0.0.0").split(",")):
         bad.add("PATRONI_RESTAPI_LISTEN", f"port {pg_port} is also PostgreSQL's (PATRONI_POSTGRESQL_LISTEN): "
                                           "whichever starts second could not bind it",
                 f"give the REST API its own port, e.g. PATRONI_RESTAPI_LISTEN=0.0.0.0:{layout.RESTAPI_PORT}")
+
+
+ANY_V4, ANY_V6 = "any IPv4", "any IPv6"
+
+
+def _bound(host: str) -> frozenset:
+    """What a listen host binds: addresses, a wildcard of a family, or (a name not resolved here) the name."""
+    host = host.strip().strip("[]").lower()
+    if host in ("", "*"):
+        return frozenset({ANY_V4})
+    if host == "localhost":
+        return frozenset({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
+    address = _ip(host)
+    if address is None:
+        return frozenset({host})
+    if address.is_unspecified:  # `::` is dual-stack on Linux: it takes the IPv4 port too
+        return frozenset({ANY_V6, ANY_V4}) if address.version == 6 else frozenset({ANY_V4})
+    return frozenset({address})
+
+
+def _ip(host: str) -> Optional[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))  # 127.1, as getaddrinfo reads it
+    except OSError:
+        return None
+
+
+def _overlap(a: frozenset, b: frozenset) -> bool:
+    if a & b:
+        return True
+    for one, other in ((a, b), (b, a)):
+        if ANY_V4 in one and any(isinstance(x, ipaddress.IPv4Address) for x in other):
+            return True
+        if ANY_V6 in one and any(isinstance(x, ipaddress.IPv6Address) or x == ANY_V4 for x in other):
+            return True
+    return False
 
 
 def _connect_address(env: Env, mode: Mode, identity: Identity, listen: Address, bad: Collector) -> tuple:

@@ -124,17 +124,17 @@ def _bin_dir_without(tmp_path, program: str) -> str:
 
 
 @pytest.mark.parametrize("command", [["check"], ["run"]])
-@pytest.mark.parametrize("case", ["absent", "no-initdb", "unreachable"])
+@pytest.mark.parametrize("case", ["absent", "no-initdb", "no-pg_isready", "unreachable"])
 def test_postgres_programs_missing_or_unreachable_are_refused(member_env, tmp_path, command, case):
     """Without this, Patroni starts, loops on a failing bootstrap, and the pod never says why."""
     cluster, member, env = member_env
     cluster.write_cert_dir(member)
     if case == "absent":
         env["PATRONI_POSTGRESQL_BIN_DIR"] = "/usr/lib/postgresql/99/bin"
-        expected = "postgres, pg_ctl, initdb, pg_controldata, pg_basebackup not found"
-    elif case == "no-initdb":
-        env["PATRONI_POSTGRESQL_BIN_DIR"] = _bin_dir_without(tmp_path, "initdb")
-        expected = "initdb not found as executable files"
+        expected = "postgres, pg_ctl, initdb, pg_controldata, pg_basebackup, pg_isready, pg_rewind not found"
+    elif case.startswith("no-"):
+        env["PATRONI_POSTGRESQL_BIN_DIR"] = _bin_dir_without(tmp_path, case[3:])
+        expected = f"{case[3:]} not found as executable files"
     else:  # root can reach it, postgres (after the drop) cannot
         hidden = tmp_path / "root-only"
         hidden.mkdir(mode=0o700)

@@ -63,6 +63,37 @@ def test_a_link_inside_a_directory_the_run_user_cannot_enter_is_refused(scratch)
     assert resolve_command([str(hidden / "sh")], {"PATH": "/usr/bin"}, _user())  # the control
 
 
+def _set_acl(path: Path, user_perms: int, owner: int = 7, group: int = 1, other: int = 0) -> None:
+    """A POSIX access ACL with a named-user entry for postgres, written as the kernel stores it (no setfacl here)."""
+    import struct
+    uid = pwd.getpwnam("postgres").pw_uid
+    entries = [(0x01, owner, 0xFFFFFFFF), (0x02, user_perms, uid), (0x04, group, 0xFFFFFFFF),
+               (0x10, 7, 0xFFFFFFFF), (0x20, other, 0xFFFFFFFF)]  # user_obj, user, group_obj, mask, other
+    os.setxattr(path, "system.posix_acl_access",
+                struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries))
+
+
+@needs_root
+def test_an_acl_that_lets_the_run_user_in_is_honoured(scratch):
+    """Mode 0710 root:root would keep postgres out; its ACL entry lets it through, as the kernel decides."""
+    hidden = scratch / "acl"
+    hidden.mkdir()
+    (hidden / "sh").symlink_to("/bin/sh")
+    _set_acl(hidden, user_perms=1)
+    assert resolve_command([str(hidden / "sh")], {"PATH": "/usr/bin"}, _user())
+
+
+@needs_root
+def test_an_acl_that_keeps_the_run_user_out_is_refused_though_the_mode_bits_allow(scratch):
+    hidden = scratch / "acl"
+    hidden.mkdir()
+    (hidden / "sh").symlink_to("/bin/sh")
+    _set_acl(hidden, user_perms=0, group=5, other=5)  # mode bits read 0775: "other" could enter
+    with pytest.raises(InputError) as err:
+        resolve_command([str(hidden / "sh")], {"PATH": "/usr/bin"}, _user())
+    assert "the kernel refuses it" in err.value.problems[0].what and "ACL" in err.value.problems[0].what
+
+
 @needs_root
 def test_control_a_program_anyone_may_run_passes():
     assert resolve_command(["sh", "-c", "true"], {"PATH": "/usr/bin:/bin"}, _user())[0].endswith("/sh")

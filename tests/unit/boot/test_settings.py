@@ -273,6 +273,8 @@ def test_patroni_role_tls_file_variables_are_refused_or_staged(var):
 @pytest.mark.parametrize("pg, rest", [
     ("*:5432", "0.0.0.0:5432"), ("*:5432", "127.0.0.1:5432"), ("127.0.0.1:8008", "0.0.0.0:8008"),
     ("127.0.0.2,127.0.0.3:7000", "127.0.0.3:7000"), ("[::1]:6000", "[::1]:6000"), ("127.0.0.1:6000", ":::6000"),
+    ("127.0.0.1:5432", "localhost:5432"), ("[::1]:5432", "[0:0:0:0:0:0:0:1]:5432"), ("127.0.0.1:5432", "127.1:5432"),
+    ("127.0.0.1:5432", "[0:0:0:0:0:0:0:0]:5432"), ("DB.example:5432", "db.example:5432"),
 ])
 def test_postgres_and_rest_api_on_one_port_are_refused(pg, rest):
     found = problems(env_with(PATRONI_POSTGRESQL_LISTEN=pg, PATRONI_RESTAPI_LISTEN=rest))
@@ -280,8 +282,14 @@ def test_postgres_and_rest_api_on_one_port_are_refused(pg, rest):
     assert "its own port" in found["PATRONI_RESTAPI_LISTEN"].fix
 
 
-@pytest.mark.parametrize("pg, rest", [("127.0.0.2:6000", "127.0.0.3:6000"), ("*:5432", "0.0.0.0:8008")])
+@pytest.mark.parametrize("pg, rest", [("127.0.0.2:6000", "127.0.0.3:6000"), ("*:5432", "0.0.0.0:8008"),
+                                      ("[::1]:5432", "0.0.0.0:5432"), ("127.0.0.1:5432", "[::1]:5432")])
 def test_one_port_on_different_addresses_is_accepted(pg, rest):
     s = parse_settings(env_with(PATRONI_POSTGRESQL_LISTEN=pg, PATRONI_RESTAPI_LISTEN=rest,
                                 PATRONI_POSTGRESQL_CONNECT_ADDRESS="db.example:5432"), facts())
     assert s.addresses.restapi_listen == rest
+
+
+def test_a_malformed_listen_address_is_reported_once_not_as_a_port_clash_too():
+    found = problems(env_with(PATRONI_POSTGRESQL_LISTEN="127.0.0.1: 5432", PATRONI_RESTAPI_LISTEN="0.0.0.0:5432"))
+    assert "PATRONI_POSTGRESQL_LISTEN" in found and "PATRONI_RESTAPI_LISTEN" not in found
