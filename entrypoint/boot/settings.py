@@ -409,7 +409,10 @@ def _is_wildcard(host: str) -> bool:
 
 
 def _address(env: Env, name: str, text: str, example: str, hosts: Optional[str] = None) -> Optional[Address]:
-    """`text` parsed as host:port with a host that is safe to hand to libpq and Patroni; None (and a Problem) if not."""
+    """`text` parsed as host:port with a host that is safe to hand to libpq and Patroni; None (and a Problem) if not.
+
+    A problem quotes the variable's value as given, not `text` (which may be rewritten from it).
+    """
     if env.bad.has(name):
         return None  # already refused as text (control characters, not UTF-8)
     address = parse_address(text)
@@ -417,7 +420,7 @@ def _address(env: Env, name: str, text: str, example: str, hosts: Optional[str] 
     for host in (hosts.split(",") if hosts else ()):
         problem = problem or host_problem(host.strip().strip("[]"))
     if problem or address is None:
-        env.bad.add(name, f"{text!r}: {problem}", f"use e.g. {example}")
+        env.bad.add(name, f"{env.text(name, text)!r}: {problem}", f"use e.g. {example}")
         return None
     return address
 
