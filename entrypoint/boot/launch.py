@@ -7,7 +7,7 @@ import pwd
 import shutil
 import sys
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from entrypoint.boot import fsops
 from entrypoint.boot.dirs import Who
@@ -55,7 +55,14 @@ def resolve_run_user(settings: Settings, euid: int) -> RunUser:
                                   f"{settings.paths.run_as!r} is root, and PostgreSQL refuses to run as root",
                                   "set PCK_RUN_AS to an unprivileged user such as postgres")])
     groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
-    return RunUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, groups)
+    user = RunUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, groups)
+    why = cannot_become(user)
+    if why:
+        raise InputError([Problem("PCK_RUN_AS", f"root cannot take the ids of {user.name} (its {len(groups)} groups, "
+                                                f"gid, then uid) for the privilege drop: {why}",
+                                  "keep CAP_SETUID and CAP_SETGID in the container's capabilities, or start the "
+                                  "container as that user (runAsUser; the chart does)")])
+    return user
 
 
 def exec_environment(env: Mapping[str, str], settings: Settings, paths: StagedPaths, user: RunUser) -> dict:
@@ -118,7 +125,7 @@ def resolve_command(argv: Sequence[str], env: Mapping[str, str], user: Optional[
     program and every directory on the way to it must let that user through.
     """
     found = shutil.which(argv[0], path=env.get("PATH", os.defpath)) if argv else None
-    if not found or os.path.isdir(found):
+    if not found or not os.path.isfile(found):
         raise InputError([Problem("run --", f"{argv[0] if argv else '(nothing)'!r} is not an executable program "
                                             f"on PATH ({env.get('PATH', os.defpath)})",
                                   "give the full path of the program to exec, or install it in the image")])
@@ -144,10 +151,10 @@ def postgres_program_problems(settings: Settings, env: Mapping[str, str], user: 
     missing, blocked = [], []
     for program in POSTGRES_PROGRAMS:
         path = os.path.join(bin_dir, program) if bin_dir else shutil.which(program, path=search)
-        if not path or not os.path.isfile(path) or not os.access(path, os.X_OK):
+        if not path or not os.path.isfile(path):
             missing.append(program)
             continue
-        why = _not_executable_by(path, user) if os.geteuid() == 0 else None
+        why = _no_execute(path) or (_not_executable_by(path, user) if os.geteuid() == 0 else None)
         if why:
             blocked.append(f"{program} ({why})")
     where = "PATRONI_POSTGRESQL_BIN_DIR"
@@ -164,6 +171,15 @@ def postgres_program_problems(settings: Settings, env: Mapping[str, str], user: 
     return problems
 
 
+def _no_execute(path: str) -> Optional[str]:
+    """Why nobody may execute `path` (no execute bit, a noexec mount), or None."""
+    if os.access(path, os.X_OK):
+        return None
+    if os.statvfs(path).f_flag & os.ST_NOEXEC:
+        return "its file system is mounted noexec"
+    return f"it has no execute permission (mode {os.stat(path).st_mode & 0o7777:04o})"
+
+
 def _permits(st: os.stat_result, user: RunUser, bits: int) -> bool:
     """Whether the mode bits give `user` all of `bits` (4 read, 1 execute/search)."""
     if st.st_uid == user.uid:
@@ -175,34 +191,65 @@ def _permits(st: os.stat_result, user: RunUser, bits: int) -> bool:
     return granted & bits == bits
 
 
-def _kernel_lets_run(path: str, user: RunUser, script: bool) -> bool:
-    """The kernel's own answer (ACLs, noexec mounts and security modules included): access(2) as `user`.
+IDS_REFUSED = 64  # a child's exit code from here up: it could not take the user's ids (64 + errno)
 
-    Asked in a forked child that takes the user's ids, so this process keeps root.
+
+def _as_user(user: RunUser, probe: Callable[[], bool]) -> Optional[int]:
+    """`probe` run in a forked child that took `user`'s ids, so this process keeps root.
+
+    Its exit code: 0 yes, 1 no, IDS_REFUSED + errno when the ids could not be taken; None
+    when no answer could be had (no fork possible, or SIGCHLD ignored so the child was reaped).
     """
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        return None
     if pid == 0:  # the child: never returns, whatever happens
         code = 2
         try:
-            os.setgroups(list(user.groups))
-            os.setgid(user.gid)
-            os.setuid(user.uid)
-            code = 0 if os.access(path, os.X_OK) and (not script or os.access(path, os.R_OK)) else 1
+            try:
+                os.setgroups(list(user.groups))
+                os.setgid(user.gid)
+                os.setuid(user.uid)
+            except OSError as exc:
+                code = IDS_REFUSED + min(exc.errno or 0, 127)
+            else:
+                code = 0 if probe() else 1
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def cannot_become(user: RunUser) -> Optional[str]:
+    """Why root could not take `user`'s ids at the privilege drop (no CAP_SETUID, too many groups), or None."""
+    code = _as_user(user, lambda: True)
+    if code is None or code < IDS_REFUSED:
+        return None
+    return os.strerror(code - IDS_REFUSED)
+
+
+def _kernel_lets_run(path: str, user: RunUser, script: bool) -> Optional[bool]:
+    """The kernel's own answer (ACLs, noexec mounts and security modules included): access(2) as `user`."""
+    code = _as_user(user, lambda: os.access(path, os.X_OK) and (not script or os.access(path, os.R_OK)))
+    return None if code not in (0, 1) else code == 0
 
 
 def _not_executable_by(path: str, user: RunUser) -> Optional[str]:
     """Why `user` could not exec `path`, or None: the kernel decides, the mode bits explain."""
     real = os.path.realpath(path)
     script = _is_script(real)
-    if _kernel_lets_run(path, user, script):
+    verdict = _kernel_lets_run(path, user, script)
+    if verdict:
         return None
-    return _mode_bits_explain(path, real, user, script) or (
-        f"the kernel refuses it ({real}), though the mode bits allow it (an ACL, a noexec mount or a security "
-        f"module)")
+    explained = _mode_bits_explain(path, real, user, script)
+    if verdict is None or explained:  # no answer from the kernel: the mode bits judge alone
+        return explained
+    return (f"the kernel refuses it {path}{f' (a link to {real})' if real != os.path.abspath(path) else ''}, "
+            f"though the mode bits allow it: an ACL on it or a directory on the way, or a security module")
 
 
 def _mode_bits_explain(path: str, real: str, user: RunUser, script: bool) -> Optional[str]:

@@ -435,7 +435,8 @@ def _addresses(env: Env, mode: Mode, identity: Identity, bad: Collector) -> Addr
     restapi_listen = env.text("PATRONI_RESTAPI_LISTEN", f"0.0.0.0:{layout.RESTAPI_PORT}")
     restapi_listen_addr = _address(env, "PATRONI_RESTAPI_LISTEN", restapi_listen.replace("*", "0.0.0.0", 1),
                                    "0.0.0.0:8008") or Address("0.0.0.0", layout.RESTAPI_PORT)
-    _check_ports_apart(bad, hosts or listen.host, listen.port, restapi_listen_addr)
+    _check_ports_apart(bad, hosts or listen.host, listen.port,
+                       Address(restapi_listen.strip().rpartition(":")[0] or "*", restapi_listen_addr.port))
     restapi_connect = Address(connect.host, restapi_listen_addr.port)
     if env.given("PATRONI_RESTAPI_CONNECT_ADDRESS"):
         restapi_connect = _address(env, "PATRONI_RESTAPI_CONNECT_ADDRESS", env.text("PATRONI_RESTAPI_CONNECT_ADDRESS"),
@@ -448,8 +449,8 @@ def _check_ports_apart(bad: Collector, pg_hosts: str, pg_port: int, restapi: Add
     """PostgreSQL and the REST API cannot both bind one port on overlapping addresses."""
     if pg_port != restapi.port or bad.has("PATRONI_POSTGRESQL_LISTEN") or bad.has("PATRONI_RESTAPI_LISTEN"):
         return
-    rest = _bound(restapi.host)
-    if any(_overlap(_bound(host), rest) for host in pg_hosts.replace("*", "0.0.0.0").split(",")):
+    rest = _bound(restapi.host, postgres=False)
+    if any(_overlap(_bound(host, postgres=True), rest) for host in pg_hosts.split(",")):
         bad.add("PATRONI_RESTAPI_LISTEN", f"port {pg_port} is also PostgreSQL's (PATRONI_POSTGRESQL_LISTEN): "
                                           "whichever starts second could not bind it",
                 f"give the REST API its own port, e.g. PATRONI_RESTAPI_LISTEN=0.0.0.0:{layout.RESTAPI_PORT}")
@@ -458,18 +459,24 @@ def _check_ports_apart(bad: Collector, pg_hosts: str, pg_port: int, restapi: Add
 ANY_V4, ANY_V6 = "any IPv4", "any IPv6"
 
 
-def _bound(host: str) -> frozenset:
-    """What a listen host binds: addresses, a wildcard of a family, or (a name not resolved here) the name."""
+def _bound(host: str, postgres: bool) -> frozenset:
+    """What a listen host binds: addresses, a wildcard of a family, or (a name not resolved here) the name.
+
+    `*` is both families for both servers. `::` is IPv6 only for PostgreSQL (it sets
+    IPV6_V6ONLY) and dual-stack for Patroni's REST API (Linux's default).
+    """
     host = host.strip().strip("[]").lower()
     if host in ("", "*"):
-        return frozenset({ANY_V4})
+        return frozenset({ANY_V4, ANY_V6})
     if host == "localhost":
         return frozenset({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
     address = _ip(host)
     if address is None:
         return frozenset({host})
-    if address.is_unspecified:  # `::` is dual-stack on Linux: it takes the IPv4 port too
-        return frozenset({ANY_V6, ANY_V4}) if address.version == 6 else frozenset({ANY_V4})
+    if address.is_unspecified:
+        if address.version == 4:
+            return frozenset({ANY_V4})
+        return frozenset({ANY_V6}) if postgres else frozenset({ANY_V6, ANY_V4})
     return frozenset({address})
 
 
@@ -490,7 +497,7 @@ def _overlap(a: frozenset, b: frozenset) -> bool:
     for one, other in ((a, b), (b, a)):
         if ANY_V4 in one and any(isinstance(x, ipaddress.IPv4Address) for x in other):
             return True
-        if ANY_V6 in one and any(isinstance(x, ipaddress.IPv6Address) or x == ANY_V4 for x in other):
+        if ANY_V6 in one and any(isinstance(x, ipaddress.IPv6Address) for x in other):
             return True
     return False
 

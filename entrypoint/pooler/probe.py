@@ -27,8 +27,15 @@ SSL_REQUEST = struct.pack("!II", 8, 80877103)
 
 
 def ini_path(env: Mapping[str, str]) -> str:
-    """Where `pooler run` wrote pgbouncer.ini: PCK_RUNTIME_DIR read (and normalised) as run reads it."""
-    return os.path.join(Env(env, Collector()).path("PCK_RUNTIME_DIR", layout.RUNTIME_DIR), layout.POOLER_INI_NAME)
+    """Where `pooler run` wrote pgbouncer.ini: PCK_RUNTIME_DIR read (and normalised) as run reads it.
+
+    Raises InputError for a value run refuses, instead of falling back to the default directory
+    (another pooler's, perhaps).
+    """
+    bad = Collector()
+    runtime = Env(env, bad).path("PCK_RUNTIME_DIR", layout.RUNTIME_DIR)
+    bad.raise_if_any()
+    return os.path.join(runtime, layout.POOLER_INI_NAME)
 
 
 def ini_settings(text: str) -> dict:

@@ -158,3 +158,42 @@ def test_rest_api_on_postgres_port_is_refused(member_env, command):
     assert result.returncode == 2, out
     assert "PATRONI_RESTAPI_LISTEN" in out and "also PostgreSQL's" in out
     _assert_nothing_started(member)
+
+
+def test_root_that_cannot_change_ids_is_refused_before_anything_is_written(member_env):
+    """A container as root with capabilities.drop [ALL]: the privilege drop would fail after the files were written."""
+    cluster, member, env = member_env
+    cluster.write_cert_dir(member)
+    result = subprocess.run(["setpriv", "--inh-caps=-setuid,-setgid", "--bounding-set=-setuid,-setgid", ENTRYPOINT,
+                             "run"], env=env, capture_output=True, text=True, timeout=60)
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    assert "PCK_RUN_AS: root cannot take the ids of postgres" in out and "CAP_SETUID" in out
+    assert "kernel refuses" not in out  # the cause is named once, not blamed on every program
+    _assert_nothing_started(member)
+
+
+def test_a_bin_dir_on_a_noexec_mount_is_named_as_such(member_env, tmp_path):
+    """In a throwaway mount namespace: a copy of the bin dir, bind-mounted noexec."""
+    import shutil
+    import tempfile
+    from entrypoint.boot.launch import POSTGRES_PROGRAMS
+
+    cluster, member, env = member_env
+    cluster.write_cert_dir(member)
+    bin_dir = tempfile.mkdtemp(prefix="pck-noexec-")  # under /tmp, which postgres may enter
+    os.chmod(bin_dir, 0o755)
+    try:
+        for program in POSTGRES_PROGRAMS:  # copies: noexec applies to the mount the file itself is on
+            shutil.copy2(os.path.join("/usr/lib/postgresql/15/bin", program), bin_dir)
+        script = (f"mount --bind {bin_dir} {bin_dir} && mount -o remount,bind,noexec {bin_dir} && "
+                  f"exec {ENTRYPOINT} check")
+        env["PATRONI_POSTGRESQL_BIN_DIR"] = bin_dir
+        result = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env=env,
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(bin_dir)
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    assert "mounted noexec" in out and "not found" not in out
+    _assert_nothing_started(member)

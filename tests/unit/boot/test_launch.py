@@ -113,3 +113,23 @@ def test_passphrases_of_staged_keys_stay_out_of_patronis_environment():
     assert out["PATRONI_RESTAPI_KEYFILE"] == "/run/tls/patroni-restapi.key"
     assert "PATRONI_RESTAPI_KEYFILE_PASSWORD" not in out and "PGSSLKEY_PASSWORD" not in out
     assert out["PATRONI_CTL_KEYFILE_PASSWORD"] == "ctl-pass"  # no ctl key staged: Patroni reads its own file
+
+
+@needs_root
+def test_a_fifo_with_execute_bits_is_not_a_program(scratch):
+    os.mkfifo(scratch / "postgres")
+    (scratch / "postgres").chmod(0o755)
+    with pytest.raises(InputError) as err:
+        resolve_command(["postgres"], {"PATH": str(scratch)}, _user())
+    assert "is not an executable program" in err.value.problems[0].what
+
+
+@needs_root
+def test_the_kernel_check_survives_an_ignored_sigchld():
+    """Inherited SIGCHLD=SIG_IGN reaps the checking child before waitpid: the mode bits judge instead."""
+    import signal
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        assert resolve_command(["sh", "-c", "true"], {"PATH": "/usr/bin:/bin"}, _user())[0].endswith("/sh")
+    finally:
+        signal.signal(signal.SIGCHLD, previous)

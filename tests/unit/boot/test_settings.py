@@ -275,6 +275,7 @@ def test_patroni_role_tls_file_variables_are_refused_or_staged(var):
     ("127.0.0.2,127.0.0.3:7000", "127.0.0.3:7000"), ("[::1]:6000", "[::1]:6000"), ("127.0.0.1:6000", ":::6000"),
     ("127.0.0.1:5432", "localhost:5432"), ("[::1]:5432", "[0:0:0:0:0:0:0:1]:5432"), ("127.0.0.1:5432", "127.1:5432"),
     ("127.0.0.1:5432", "[0:0:0:0:0:0:0:0]:5432"), ("DB.example:5432", "db.example:5432"),
+    ("*:5432", "[::1]:5432"), ("[::1]:5432", "*:5432"),  # `*` is both families, for both servers
 ])
 def test_postgres_and_rest_api_on_one_port_are_refused(pg, rest):
     found = problems(env_with(PATRONI_POSTGRESQL_LISTEN=pg, PATRONI_RESTAPI_LISTEN=rest))
@@ -283,7 +284,9 @@ def test_postgres_and_rest_api_on_one_port_are_refused(pg, rest):
 
 
 @pytest.mark.parametrize("pg, rest", [("127.0.0.2:6000", "127.0.0.3:6000"), ("*:5432", "0.0.0.0:8008"),
-                                      ("[::1]:5432", "0.0.0.0:5432"), ("127.0.0.1:5432", "[::1]:5432")])
+                                      ("[::1]:5432", "0.0.0.0:5432"), ("127.0.0.1:5432", "[::1]:5432"),
+                                      # PostgreSQL's `::` is IPv6 only (IPV6_V6ONLY): the IPv4 port stays free
+                                      ("[::]:5432", "127.0.0.1:5432"), ("[::]:5432", "0.0.0.0:5432")])
 def test_one_port_on_different_addresses_is_accepted(pg, rest):
     s = parse_settings(env_with(PATRONI_POSTGRESQL_LISTEN=pg, PATRONI_RESTAPI_LISTEN=rest,
                                 PATRONI_POSTGRESQL_CONNECT_ADDRESS="db.example:5432"), facts())

@@ -115,3 +115,12 @@ def test_bad_arguments_exit_2_with_the_reason(scratch, args):
     result = subprocess.run([ENTRYPOINT, "pooler", "drain", *args], capture_output=True, text=True, timeout=30,
                             env={"PATH": os.environ["PATH"], **_env(scratch)})
     assert result.returncode == 2 and "seconds" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["drain", "--delay", "0"], ["probe", "readiness"]])
+def test_a_runtime_dir_run_would_refuse_is_refused_not_replaced_by_the_default(scratch, command):
+    """`..` in PCK_RUNTIME_DIR: `pooler run` refuses it; drain and probe must not act on /run/patroni-citus-k8s."""
+    result = subprocess.run([ENTRYPOINT, "pooler", *command], capture_output=True, text=True, timeout=30,
+                            env={"PATH": os.environ["PATH"], **_env(scratch, runtime=f"{scratch[0]}/run/../run")})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "PCK_RUNTIME_DIR" in result.stderr and "'..'" in result.stderr and "Traceback" not in result.stderr
