@@ -19,15 +19,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Union
+from typing import Callable, Dict, Mapping, Union
 
 import pytest
 
+from tests.support.box import REPO, CommandBox
 from tests.support.pki import Pair, TestCA
 
-REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-NODE = "demo-0-0.demo.ns.svc.cluster.local"
 WILDCARD = "*.demo.ns.svc.cluster.local"
 PASSWORDS = ("su-Adv-Secret-1", "repl-Adv-Secret-2")
 POSTGRES = pwd.getpwnam("postgres")
@@ -98,55 +97,14 @@ Content = Union[bytes, str, Callable[[Path], None]]  # bytes, a plant() kind, or
 # --- The box ---------------------------------------------------------------------------------------
 
 @dataclass
-class Box:
-    """A throwaway world for one command: a kubelet-like Secret mount, runtime/socket/data dirs, a stub Patroni."""
+class Box(CommandBox):
+    """The shared command box, plus a kubelet-like Secret mount (`..data` swaps) and a snapshot of everything."""
 
-    root: Path
     generation: int = 0
 
-    @property
-    def certs(self) -> Path:
-        return self.root / "certs"
-
-    @property
-    def runtime(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data" / "pgdata"
-
-    @property
-    def sock(self) -> Path:
-        return self.root / "sock"
-
-    @property
-    def marker(self) -> Path:
-        return self.root / "marks" / "exec-marker"
-
-    @property
-    def stub(self) -> Path:
-        return self.root / "bin" / "stub-patroni"
-
-    def env(self, **changes: Optional[str]) -> dict:
-        env = {
-            "PATH": f"{self.root / 'bin'}:/usr/bin:/bin",
-            "PYTHONPATH": str(REPO),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PGSSLMODE": "verify-full",
-            "PCK_CERT_DIR": str(self.certs),
-            "PCK_RUNTIME_DIR": str(self.runtime),
-            "PCK_SOCKET_DIR": str(self.sock),
-            "PATRONI_POSTGRESQL_DATA_DIR": str(self.data),
-            "PATRONI_SCOPE": "demo",
-            "PATRONI_NAME": "demo-0-0",
-            "PATRONI_POSTGRESQL_CONNECT_ADDRESS": f"{NODE}:5432",
-            "PATRONI_SUPERUSER_PASSWORD": PASSWORDS[0],
-            "PATRONI_REPLICATION_PASSWORD": PASSWORDS[1],
-            "PCK_CERT_WATCH_INTERVAL": "0",
-        }
-        env.update(changes)
-        return {k: v for k, v in env.items() if v is not None}
+    MARKER = "marks/exec-marker"  # a directory the stub, as postgres after the drop, may write in
+    PASSWORDS = PASSWORDS
+    EXTRA_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PCK_CERT_WATCH_INTERVAL": "0"}
 
     def mount(self, files: Mapping[str, Content], mode: int = 0o600, gid: int = 0) -> Path:
         """Publish `files` as the kubelet does: a new `..<timestamp>` directory, then one rename of `..data`.
@@ -182,10 +140,6 @@ class Box:
     def current(self) -> Path:
         """The directory `..data` points at now (to change one file in place, as an editor would)."""
         return self.certs / os.readlink(self.certs / "..data")
-
-    def traces(self) -> list:
-        """Whatever a command left behind: runtime dir, data dir (or its parent), socket dir, the exec marker."""
-        return [p.name for p in (self.runtime, self.data.parent, self.sock, self.marker) if os.path.lexists(p)]
 
     def snapshot(self) -> Dict[str, tuple]:
         """Every entry in the box (not following links): type, mode, owner, size and mtime."""

@@ -16,9 +16,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from tests.adversarial.conftest import NODE, WILDCARD, assert_refused, invoke, seed_files
+from tests.adversarial.conftest import WILDCARD, assert_refused, invoke, seed_files
+from tests.support.box import NODE
 from tests.support.pki import BACKDATE, NOW, issue_leaf, new_key, pem_cert
-
 
 
 def _not_a_ca(name: str, issuer=None) -> tuple:

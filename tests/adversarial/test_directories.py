@@ -14,8 +14,9 @@ import stat
 
 import pytest
 
-from tests.adversarial.conftest import NODE, PASSWORDS, POSTGRES, WILDCARD
+from tests.adversarial.conftest import PASSWORDS, POSTGRES, WILDCARD
 from tests.adversarial.sandbox import in_scratch_root
+from tests.support.box import NODE
 from tests.support.pki import TestCA
 
 PG = (POSTGRES.pw_uid, POSTGRES.pw_gid)

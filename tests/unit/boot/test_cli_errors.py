@@ -9,66 +9,25 @@ import stat
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from tests.support.box import REPO, CommandBox
 from tests.support.pki import TestCA
 from tests.unit.conftest import encrypt_key
 
-REPO = Path(__file__).resolve().parents[3]
 PYTHON = "/opt/patroni-citus-k8s/venv/bin/python"
 if not os.access(PYTHON, os.X_OK):
     PYTHON = sys.executable
-NODE = "demo-0-0.demo.ns.svc.cluster.local"
 PASSWORDS = ("su-Cli-Secret-1", "repl-Cli-Secret-2")
 
 
-@dataclass
-class Box:
-    """A throwaway world for one command: cert dir, runtime dir, data dir, and a stub Patroni that leaves a mark."""
+class Box(CommandBox):
+    """The shared command box, with this suite's passwords."""
 
-    root: Path
-
-    @property
-    def runtime(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data" / "pgdata"
-
-    @property
-    def marker(self) -> Path:
-        return self.root / "exec-marker"
-
-    @property
-    def certs(self) -> Path:
-        return self.root / "certs"
-
-    def env(self, **changes: str) -> dict:
-        env = {
-            "PATH": f"{self.root / 'bin'}:/usr/bin:/bin",
-            "PYTHONPATH": str(REPO),
-            "PGSSLMODE": "verify-full",
-            "PCK_CERT_DIR": str(self.certs),
-            "PCK_RUNTIME_DIR": str(self.runtime),
-            "PCK_SOCKET_DIR": str(self.root / "sock"),
-            "PATRONI_POSTGRESQL_DATA_DIR": str(self.data),
-            "PATRONI_SCOPE": "demo",
-            "PATRONI_NAME": "demo-0-0",
-            "PATRONI_POSTGRESQL_CONNECT_ADDRESS": f"{NODE}:5432",
-            "PATRONI_SUPERUSER_PASSWORD": PASSWORDS[0],
-            "PATRONI_REPLICATION_PASSWORD": PASSWORDS[1],
-        }
-        env.update(changes)
-        return {k: v for k, v in env.items() if v is not None}
-
-    def traces(self) -> list:
-        """Whatever a command left behind: runtime dir, data dir (or its parent), socket dir, the exec marker."""
-        return [p.name for p in (self.runtime, self.data.parent, self.root / "sock", self.marker) if p.exists()]
+    PASSWORDS = PASSWORDS
 
 
 @pytest.fixture(scope="module")
