@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from tests.support.cluster import ENTRYPOINT, TEST_NET, VENV_BIN, LocalCluster, citus_available, wait_for
+from tests.support.load import BackgroundLoop
 from tests.support.pooler import (
     APP_PASSWORD,
     APP_USER,
@@ -41,20 +42,18 @@ POOLER_IP = f"127.0.{TEST_NET}.210"
 ROWS = 100
 
 
-class ClientLoop:
+class ClientLoop(BackgroundLoop):
     """One client on one pooler connection, a query every 50 ms; reconnects (to the same pooler) only if it broke."""
 
     def __init__(self, dsn: str, max_seconds: float = 150) -> None:
-        self.dsn, self.max_seconds = dsn, max_seconds
+        super().__init__(max_seconds)
+        self.dsn = dsn
         self.results: list = []  # (monotonic time, server address or None, error or None)
         self.reconnects = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
-        deadline = time.monotonic() + self.max_seconds
         conn = None
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while self.running():
             try:
                 if conn is None or conn.closed:
                     if conn is not None:
@@ -79,14 +78,6 @@ class ClientLoop:
 
     def failures(self) -> list:
         return [err for _, _, err in self.results if err]
-
-    def __enter__(self) -> "ClientLoop":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
 
 def _start_cluster(cluster: LocalCluster) -> None:

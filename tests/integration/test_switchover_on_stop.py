@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 
 import psycopg
@@ -23,6 +22,7 @@ import pytest
 
 from tests.support import rolling
 from tests.support.cluster import LocalCluster, Member, citus_available, wait_for
+from tests.support.load import BackgroundLoop
 
 support = pytest.importorskip("tests.helm.support", reason="the hook is taken from the chart rendered by Helm")
 if support.helm is None:
@@ -44,21 +44,20 @@ def run_hook(cluster: LocalCluster, member: Member, command: list[str]) -> tuple
     return proc, time.monotonic() - started
 
 
-class Writer:
+class Writer(BackgroundLoop):
     """Inserts increasing ids through whichever member is primary; remembers the ids whose commit it saw."""
 
     def __init__(self, cluster: LocalCluster) -> None:
+        super().__init__(180)
         hosts = ",".join(m.host for m in cluster.members)
         self.dsn = cluster.dsn(cluster.members[0], host=hosts, target_session_attrs="read-write", connect_timeout=2)
         self.committed: list[int] = []
         self.commit_times: list[float] = []
         self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
-        conn, next_id, deadline = None, 1, time.monotonic() + 180
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        conn, next_id = None, 1
+        while self.running():
             try:
                 if conn is None:
                     conn = psycopg.connect(self.dsn, autocommit=True)
@@ -80,13 +79,9 @@ class Writer:
         return max((b - a for a, b in zip(self.commit_times, self.commit_times[1:])), default=0.0)
 
     def __enter__(self) -> "Writer":
-        self._thread.start()
+        super().__enter__()
         wait_for("the first committed writes", lambda: len(self.committed) > 20, 30)
         return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
 
 @pytest.fixture(scope="module", params=["plain", "citus"])

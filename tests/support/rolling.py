@@ -11,13 +11,13 @@ row, so "no write lost" is a count, not a belief.
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 from typing import Callable, Dict, List, Optional
 
 import psycopg
 
 from tests.support.cluster import ENTRYPOINT, RUNUSER, LocalCluster, Member, wait_for
+from tests.support.load import BackgroundLoop
 
 
 def probe_ready(member: Member) -> bool:
@@ -78,26 +78,24 @@ def rolling_restart(cluster: LocalCluster, change: Callable[[Member], None], rea
     return order
 
 
-class WriteLoop:
+class WriteLoop(BackgroundLoop):
     """Inserts numbered rows through whichever member is primary now; `acknowledged` are the commits that returned."""
 
     def __init__(self, cluster: LocalCluster, table: str, dbname: str = "postgres", group: Optional[int] = None,
                  sslmode: str = "prefer", max_seconds: float = 900) -> None:
+        super().__init__(max_seconds)
         self.cluster, self.table, self.dbname, self.group = cluster, table, dbname, group
-        self.sslmode, self.max_seconds = sslmode, max_seconds
+        self.sslmode = sslmode
         self.acknowledged: List[int] = []
         self.errors: List[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
-        deadline = time.monotonic() + self.max_seconds
         value = 0
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while self.running():
             try:
                 primary = self.cluster.leader(self.group)
                 with psycopg.connect(self._dsn(primary), autocommit=True) as conn:
-                    while not self._stop.is_set():
+                    while not self.stopping():
                         value += 1
                         conn.execute(f"INSERT INTO {self.table} (v) VALUES (%s)", (value,))
                         self.acknowledged.append(value)
@@ -109,14 +107,6 @@ class WriteLoop:
     def _dsn(self, member: Member) -> str:
         return self.cluster.dsn(member, dbname=self.dbname, sslmode=self.sslmode, sslrootcert=None, sslcert=None,
                                 sslkey=None)
-
-    def __enter__(self) -> "WriteLoop":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
     def lost(self, rows: set) -> List[int]:
         """Acknowledged values that are not in `rows` (what the primary holds at the end)."""
