@@ -19,7 +19,7 @@ from entrypoint.certs.manifests import kubectl_create_secret_command
 from entrypoint.certs.names import DEFAULT_CLUSTER, DEFAULT_NAMESPACE
 from entrypoint.errors import EXIT_BAD_INPUT, EXIT_OK, InputError, Problem
 from entrypoint.pki import reader
-from entrypoint.pki.crl import REASONS, crl_pem, load_crls
+from entrypoint.pki.crl import REASONS, crl_pem, issuer_of, load_crls
 from entrypoint.pki.load import fully_parsed, load_certificates
 
 COMMAND = "patroni-citus-k8s certs revoke"
@@ -100,17 +100,10 @@ def _own_crl(held: list, ca_cert) -> Tuple:
     """
     if len(held) <= 1:
         return (held[0] if held else None), None
-    mine = [c for c in held if c.issuer == ca_cert.subject and _signed_by(c, ca_cert)]  # a renewed CA keeps its name
+    mine = [c for c in held if issuer_of(c, [ca_cert]) is not None]  # by key too: a renewed CA keeps its name
     if len(mine) > 1:
         return None, f"holds {len(mine)} CRLs of the CA {ca_cert.subject.rfc4514_string()}"
     return (mine[0] if mine else None), None
-
-
-def _signed_by(crl, ca_cert) -> bool:
-    try:
-        return bool(crl.is_signature_valid(ca_cert.public_key()))
-    except (TypeError, ValueError):
-        return False
 
 
 def _with_new(held: list, old, new) -> list:
